@@ -1,0 +1,107 @@
+//! The drivers that carry out what the core asks, one per platform, chosen by an enum so the
+//! public types carry no generics and no cfgs.
+
+#[cfg(all(target_family = "wasm", target_os = "unknown"))]
+pub(crate) mod browser;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub(crate) mod native;
+
+use crate::network::{
+    Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, TransportConnect, TransportListen,
+};
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The acting half of a network, whatever drives it.
+#[derive(Clone)]
+pub(crate) enum Controller {
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    Native(native::Controller),
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    Browser(browser::Controller),
+}
+
+/// The event-processing half of a network.
+pub(crate) enum Processor {
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    Native(native::Processor),
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    Browser(browser::Processor),
+}
+
+/// The default backend for this target.
+pub(crate) fn split() -> io::Result<(Controller, Processor)> {
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    {
+        let (c, p) = native::split()?;
+        Ok((Controller::Native(c), Processor::Native(p)))
+    }
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    {
+        let (c, p) = browser::split()?;
+        Ok((Controller::Browser(c), Processor::Browser(p)))
+    }
+}
+
+/// Forwards a call to whichever driver is inside.
+macro_rules! dispatch {
+    ($self:expr, $driver:ident => $call:expr) => {
+        match $self {
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Native($driver) => $call,
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Self::Browser($driver) => $call,
+        }
+    };
+}
+
+impl Controller {
+    pub fn connect_with(
+        &self,
+        config: TransportConnect,
+        addr: RemoteAddr,
+        sync: bool,
+    ) -> io::Result<(Endpoint, SocketAddr)> {
+        dispatch!(self, d => d.connect_with(config, addr, sync))
+    }
+
+    pub fn listen_with(
+        &self,
+        config: TransportListen,
+        addr: SocketAddr,
+    ) -> io::Result<(ResourceId, SocketAddr)> {
+        dispatch!(self, d => d.listen_with(config, addr))
+    }
+
+    pub fn send(&self, endpoint: Endpoint, data: &[u8]) -> SendStatus {
+        dispatch!(self, d => d.send(endpoint, data))
+    }
+
+    pub fn remove(&self, id: ResourceId) -> bool {
+        dispatch!(self, d => d.remove(id))
+    }
+
+    pub fn is_ready(&self, id: ResourceId) -> Option<bool> {
+        dispatch!(self, d => d.is_ready(id))
+    }
+
+    pub fn when_writable(&self, endpoint: Endpoint, notify: Box<dyn FnOnce() + Send>) {
+        dispatch!(self, d => d.when_writable(endpoint, notify))
+    }
+
+    /// Wakes the processor from its wait.
+    pub fn wake(&self) {
+        dispatch!(self, d => d.wake())
+    }
+}
+
+impl Processor {
+    pub fn process_poll_event(
+        &mut self,
+        timeout: Option<Duration>,
+        callback: &mut dyn FnMut(NetEvent<'_>),
+    ) {
+        dispatch!(self, d => d.process_poll_event(timeout, callback))
+    }
+}

@@ -1,0 +1,545 @@
+//! The native backend: a mio poll driven by the thread that runs the node's event loop.
+//!
+//! Sends happen on the caller's thread: a message is written straight to the socket when
+//! nothing is queued before it, and queued in order otherwise; the event thread flushes queues
+//! when sockets become writable. Reads, accepts, connect completion, handshakes and timeouts all
+//! happen on the event thread, which calls the application's callback.
+
+mod socket;
+mod stream;
+mod udp;
+mod ws;
+
+use crate::adapters::{DEFAULT_CONNECT_TIMEOUT, StreamOptions};
+use crate::core::clock::{Clock, Time};
+use crate::network::resource_id::ResourceIdGenerator;
+use crate::network::{
+    Endpoint, NetEvent, RemoteAddr, ResourceId, ResourceType, SendStatus, Transport,
+    TransportConnect, TransportListen,
+};
+use mio::event::Event;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use socket::context;
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use stream::lock;
+
+const WAKER: Token = Token(usize::MAX);
+
+/// Bytes read per `read` call; also the largest `Tcp` message event.
+const INPUT_BUFFER_SIZE: usize = 1 << 16;
+
+/// How long a removed connection may take to flush what it had queued.
+const LINGER: Duration = Duration::from_secs(10);
+
+/// Creates the two halves of a native network.
+pub(crate) fn split() -> io::Result<(Controller, Processor)> {
+    let poll = Poll::new()?;
+    let registry = poll.registry().try_clone()?;
+    let waker = Waker::new(poll.registry(), WAKER)?;
+    let shared = Arc::new(Shared {
+        registry,
+        waker,
+        ids: ResourceIdGenerator::default(),
+        resources: RwLock::new(HashMap::new()),
+        closing: Mutex::new(HashMap::new()),
+        new_deadlines: Mutex::new(Vec::new()),
+        clock: Clock::system(),
+    });
+    let processor = Processor {
+        poll,
+        events: Events::with_capacity(1024),
+        shared: shared.clone(),
+        input: vec![0; INPUT_BUFFER_SIZE].into_boxed_slice(),
+        deadlines: BTreeSet::new(),
+    };
+    Ok((Controller { shared }, processor))
+}
+
+/// What a listener gives the connections it accepts.
+#[derive(Clone, Debug)]
+pub(crate) struct AcceptConfig {
+    pub transport: Transport,
+    pub options: StreamOptions,
+    pub max_frame_size: usize,
+}
+
+/// The lifecycle of a connection: pending → ready → closed.
+pub(crate) struct State(AtomicU8);
+
+impl State {
+    const CONNECTING: u8 = 0;
+    /// Connected by `connect_sync`: ready, but `Connected` not reported yet.
+    const ANNOUNCE: u8 = 1;
+    const READY: u8 = 2;
+    const CLOSED: u8 = 3;
+
+    pub fn connecting() -> Self {
+        State(AtomicU8::new(Self::CONNECTING))
+    }
+
+    pub fn announce_pending() -> Self {
+        State(AtomicU8::new(Self::ANNOUNCE))
+    }
+
+    pub fn ready() -> Self {
+        State(AtomicU8::new(Self::READY))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self.0.load(Ordering::Acquire), Self::ANNOUNCE | Self::READY)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::CLOSED
+    }
+
+    pub fn is_connecting(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::CONNECTING
+    }
+
+    /// Moves a `connect_sync` connection to ready; returns whether `Connected` is still owed.
+    pub fn take_announce(&self) -> bool {
+        self.0
+            .compare_exchange(Self::ANNOUNCE, Self::READY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Marks ready. Returns false if the connection closed meanwhile.
+    pub fn set_ready(&self) -> bool {
+        self.0
+            .compare_exchange(Self::CONNECTING, Self::READY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Marks closed. Returns whether it was open (so exactly one caller reports the close).
+    pub fn close(&self) -> bool {
+        self.0.swap(Self::CLOSED, Ordering::AcqRel) != Self::CLOSED
+    }
+
+    /// Why a send cannot go out now, if it cannot.
+    pub fn send_refusal(&self) -> Option<SendStatus> {
+        match self.0.load(Ordering::Acquire) {
+            Self::CONNECTING => Some(SendStatus::ResourceNotAvailable),
+            Self::CLOSED => Some(SendStatus::ResourceNotFound),
+            _ => None,
+        }
+    }
+
+    /// Reports `Connected` once the stream's connect completes. Returns whether the connection
+    /// is ready for reading and writing.
+    pub fn announce(
+        &self,
+        stream: &mio::net::TcpStream,
+        event: &Event,
+        endpoint: Endpoint,
+        cx: &mut Cx<'_>,
+    ) -> bool {
+        match self.0.load(Ordering::Acquire) {
+            Self::READY => true,
+            Self::ANNOUNCE => {
+                if !self.take_announce() {
+                    return false;
+                }
+                (cx.callback)(NetEvent::Connected(endpoint, true));
+                !self.is_closed()
+            }
+            Self::CONNECTING => match connect_result(stream, event) {
+                None => false,
+                Some(Err(e)) => {
+                    cx.fail_connect(self, endpoint, &e.to_string());
+                    false
+                }
+                Some(Ok(())) => {
+                    if !self.set_ready() {
+                        return false;
+                    }
+                    (cx.callback)(NetEvent::Connected(endpoint, true));
+                    !self.is_closed()
+                }
+            },
+            _ => false,
+        }
+    }
+}
+
+/// The outcome of a non-blocking connect, if it is known yet.
+pub(crate) fn connect_result(stream: &mio::net::TcpStream, event: &Event) -> Option<io::Result<()>> {
+    match stream.take_error() {
+        Ok(Some(e)) | Err(e) => return Some(Err(e)),
+        Ok(None) => (),
+    }
+    match stream.peer_addr() {
+        Ok(_) => Some(Ok(())),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+            if event.is_error() || event.is_write_closed() {
+                Some(Err(io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused")))
+            } else {
+                None
+            }
+        }
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// A listener or connection.
+pub(crate) enum Resource {
+    Listener(stream::Listener),
+    Stream(stream::Connection),
+    UdpLocal(udp::Local),
+    UdpRemote(udp::Remote),
+    Ws(ws::Connection),
+}
+
+impl Resource {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let both = Interest::READABLE | Interest::WRITABLE;
+        match self {
+            Resource::Listener(l) => registry.register(&mut l.listener, token, Interest::READABLE),
+            Resource::Stream(c) => registry.register(&mut c.stream, token, both),
+            Resource::UdpLocal(u) => registry.register(&mut u.socket, token, Interest::READABLE),
+            Resource::UdpRemote(u) => registry.register(&mut u.socket, token, both),
+            Resource::Ws(c) => c.register(registry, token),
+        }
+    }
+
+    fn on_event(&self, event: &Event, cx: &mut Cx<'_>) {
+        match self {
+            Resource::Listener(l) => l.on_event(cx),
+            Resource::Stream(c) => c.on_event(event, cx),
+            Resource::UdpLocal(u) => u.on_event(cx),
+            Resource::UdpRemote(u) => u.on_event(cx),
+            Resource::Ws(c) => c.on_event(event, cx),
+        }
+    }
+
+    fn on_deadline(&self, id: ResourceId, cx: &mut Cx<'_>) {
+        match self {
+            Resource::Stream(c) if c.state.is_connecting() => {
+                cx.fail_connect(&c.state, c.endpoint, "connect timed out")
+            }
+            Resource::Stream(c) if c.state.is_closed() => cx.shared.finish_close(id),
+            Resource::Ws(c) => c.on_deadline(cx),
+            _ => (),
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        match self {
+            Resource::Stream(c) => c.state.is_ready(),
+            Resource::Ws(c) => c.state.is_ready(),
+            _ => true,
+        }
+    }
+}
+
+/// What the event thread's handlers work with.
+pub(crate) struct Cx<'a> {
+    pub shared: &'a Shared,
+    pub input: &'a mut [u8],
+    pub callback: &'a mut dyn FnMut(NetEvent<'_>),
+}
+
+impl Cx<'_> {
+    /// Ends a connect that failed: the endpoint is removed, then reported `Connected(_, false)`.
+    pub fn fail_connect(&mut self, state: &State, endpoint: Endpoint, reason: &str) {
+        if state.close() {
+            log::debug!("connect to {} failed: {reason}", endpoint.addr());
+            self.shared.forget(endpoint.resource_id());
+            (self.callback)(NetEvent::Connected(endpoint, false));
+        }
+    }
+}
+
+/// State shared by the controller (any thread) and the processor (the event thread).
+pub(crate) struct Shared {
+    registry: Registry,
+    waker: Waker,
+    pub ids: ResourceIdGenerator,
+    resources: RwLock<HashMap<ResourceId, Arc<Resource>>>,
+    /// Removed by the application, still flushing what it had queued.
+    closing: Mutex<HashMap<ResourceId, Arc<Resource>>>,
+    /// Deadlines set since the processor last looked.
+    new_deadlines: Mutex<Vec<(Time, ResourceId)>>,
+    clock: Clock,
+}
+
+impl Shared {
+    /// Registers and publishes a resource. The map stays locked while registering, so the
+    /// event thread cannot see an event for a resource it cannot find.
+    fn add(&self, id: ResourceId, mut resource: Resource) -> io::Result<Arc<Resource>> {
+        let mut resources = self.resources.write().unwrap_or_else(|e| e.into_inner());
+        resource.register(&self.registry, Token(id.raw()))?;
+        let resource = Arc::new(resource);
+        resources.insert(id, resource.clone());
+        Ok(resource)
+    }
+
+    fn get(&self, id: ResourceId) -> Option<Arc<Resource>> {
+        self.resources.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
+
+    fn get_or_closing(&self, id: ResourceId) -> Option<Arc<Resource>> {
+        self.get(id).or_else(|| lock(&self.closing).get(&id).cloned())
+    }
+
+    /// Drops a resource from the registry. Its socket closes with the last reference, which
+    /// also takes it out of the poll.
+    pub fn forget(&self, id: ResourceId) -> Option<Arc<Resource>> {
+        self.resources.write().unwrap_or_else(|e| e.into_inner()).remove(&id)
+    }
+
+    /// Asks the event thread to call `on_deadline` for `id` after `delay`.
+    pub fn set_deadline(&self, id: ResourceId, delay: Duration) {
+        let deadline = self.clock.now().after(delay);
+        lock(&self.new_deadlines).push((deadline, id));
+        self.wake();
+    }
+
+    /// A lingering resource finished flushing (or ran out of time).
+    pub fn finish_close(&self, id: ResourceId) {
+        if let Some(resource) = lock(&self.closing).remove(&id) {
+            if let Resource::Stream(c) = &*resource {
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            }
+            if let Resource::Ws(c) = &*resource {
+                c.shutdown();
+            }
+        }
+    }
+
+    fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            log::error!("could not wake the event thread: {e}");
+        }
+    }
+}
+
+fn resolve(addr: &RemoteAddr) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .map_err(|e| context(e, format_args!("cannot resolve {addr}")))?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr} resolved to no address")))
+}
+
+/// The native half that acts: connect, listen, send, remove. Usable from any thread.
+#[derive(Clone)]
+pub(crate) struct Controller {
+    shared: Arc<Shared>,
+}
+
+impl Controller {
+    pub fn connect_with(
+        &self,
+        config: TransportConnect,
+        addr: RemoteAddr,
+        sync: bool,
+    ) -> io::Result<(Endpoint, SocketAddr)> {
+        let transport = config.transport();
+        let id = self.shared.ids.generate(transport.id(), ResourceType::Remote);
+        match config {
+            TransportConnect::Udp(config) => {
+                let peer = resolve(&addr)?;
+                let socket = socket::udp_connect(peer, &config)
+                    .map_err(|e| context(e, format_args!("Udp connect to {peer}")))?;
+                let local = socket.local_addr()?;
+                let endpoint = Endpoint::new(id, peer);
+                self.shared.add(id, Resource::UdpRemote(udp::Remote::new(endpoint, socket)))?;
+                Ok((endpoint, local))
+            }
+            TransportConnect::Ws => ws::connect(&self.shared, id, addr, sync),
+            TransportConnect::Tcp(config) => self.connect_stream(id, transport, addr, config.options, None, sync),
+            TransportConnect::FramedTcp(config) => self.connect_stream(
+                id,
+                transport,
+                addr,
+                config.options,
+                Some(config.max_frame_size),
+                sync,
+            ),
+        }
+    }
+
+    fn connect_stream(
+        &self,
+        id: ResourceId,
+        transport: Transport,
+        addr: RemoteAddr,
+        options: StreamOptions,
+        max_frame_size: Option<usize>,
+        sync: bool,
+    ) -> io::Result<(Endpoint, SocketAddr)> {
+        let peer = resolve(&addr)?;
+        let what = format_args!("{transport} connect to {peer}");
+        let (stream, state) = if sync {
+            let stream = socket::tcp_connect_blocking(peer, &options, options.connect_timeout)
+                .map_err(|e| context(e, what))?;
+            stream.set_nonblocking(true)?;
+            let stream = mio::net::TcpStream::from_std(stream);
+            socket::configure_stream(&stream, &options)?;
+            (stream, State::announce_pending())
+        } else {
+            (socket::tcp_connect(peer, &options).map_err(|e| context(e, what))?, State::connecting())
+        };
+        let local = stream.local_addr()?;
+        let endpoint = Endpoint::new(id, peer);
+        let connection =
+            stream::Connection::new(endpoint, stream, state, max_frame_size, options.send_queue_limit);
+        self.shared.add(id, Resource::Stream(connection))?;
+        if !sync {
+            self.shared.set_deadline(id, options.connect_timeout);
+        }
+        Ok((endpoint, local))
+    }
+
+    pub fn listen_with(
+        &self,
+        config: TransportListen,
+        addr: SocketAddr,
+    ) -> io::Result<(ResourceId, SocketAddr)> {
+        let transport = config.transport();
+        let id = self.shared.ids.generate(transport.id(), ResourceType::Local);
+        let what = format_args!("{transport} listen on {addr}");
+        let accept = match config {
+            TransportListen::Udp(config) => {
+                let (socket, group) = socket::udp_listen(addr, &config).map_err(|e| context(e, what))?;
+                let local = socket.local_addr()?;
+                let local = match group {
+                    Some(group) => SocketAddr::new(group, local.port()),
+                    None => local,
+                };
+                self.shared.add(id, Resource::UdpLocal(udp::Local::new(id, socket)))?;
+                return Ok((id, local));
+            }
+            TransportListen::Tcp(c) => AcceptConfig { transport, options: c.options, max_frame_size: 0 },
+            TransportListen::FramedTcp(c) => {
+                AcceptConfig { transport, options: c.options, max_frame_size: c.max_frame_size }
+            }
+            TransportListen::Ws => AcceptConfig {
+                transport,
+                options: StreamOptions { connect_timeout: DEFAULT_CONNECT_TIMEOUT, ..Default::default() },
+                max_frame_size: 0,
+            },
+        };
+        let listener = socket::tcp_listen(addr, &accept.options).map_err(|e| context(e, what))?;
+        let local = listener.local_addr()?;
+        self.shared.add(id, Resource::Listener(stream::Listener { id, listener, accept }))?;
+        Ok((id, local))
+    }
+
+    pub fn send(&self, endpoint: Endpoint, data: &[u8]) -> SendStatus {
+        let Some(resource) = self.shared.get(endpoint.resource_id()) else {
+            return SendStatus::ResourceNotFound;
+        };
+        match &*resource {
+            Resource::Stream(c) => c.send(data),
+            Resource::Ws(c) => c.send(data),
+            Resource::UdpRemote(u) => u.send(data),
+            Resource::UdpLocal(u) => u.send_to(endpoint.addr(), data),
+            Resource::Listener(_) => SendStatus::ResourceNotFound,
+        }
+    }
+
+    pub fn remove(&self, id: ResourceId) -> bool {
+        let Some(resource) = self.shared.forget(id) else { return false };
+        let linger = match &*resource {
+            Resource::Stream(c) => c.close_by_app(),
+            Resource::Ws(c) => c.close_by_app(),
+            Resource::UdpLocal(u) => {
+                u.close();
+                false
+            }
+            Resource::UdpRemote(u) => {
+                u.close();
+                false
+            }
+            Resource::Listener(_) => false,
+        };
+        if linger {
+            lock(&self.shared.closing).insert(id, resource);
+            self.shared.set_deadline(id, LINGER);
+        }
+        true
+    }
+
+    pub fn is_ready(&self, id: ResourceId) -> Option<bool> {
+        self.shared.get(id).map(|r| r.is_ready())
+    }
+
+    pub fn when_writable(&self, endpoint: Endpoint, notify: Box<dyn FnOnce() + Send>) {
+        match self.shared.get(endpoint.resource_id()).as_deref() {
+            Some(Resource::Stream(c)) => c.when_writable(notify),
+            Some(Resource::Ws(c)) => c.when_writable(notify),
+            _ => notify(),
+        }
+    }
+
+    pub fn wake(&self) {
+        self.shared.wake();
+    }
+}
+
+/// The native half that waits for and processes events; lives on the event thread.
+pub(crate) struct Processor {
+    poll: Poll,
+    events: Events,
+    shared: Arc<Shared>,
+    input: Box<[u8]>,
+    deadlines: BTreeSet<(Time, ResourceId)>,
+}
+
+impl Processor {
+    /// Waits up to `timeout` (forever if `None`) for network activity or a wake-up, and
+    /// reports what happened.
+    pub fn process_poll_event(
+        &mut self,
+        timeout: Option<Duration>,
+        callback: &mut dyn FnMut(NetEvent<'_>),
+    ) {
+        self.deadlines.extend(lock(&self.shared.new_deadlines).drain(..));
+        let now = self.shared.clock.now();
+        let timeout = match self.deadlines.first() {
+            Some((deadline, _)) => {
+                let until = now.until(*deadline);
+                Some(timeout.map_or(until, |t| t.min(until)))
+            }
+            None => timeout,
+        };
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                log::error!("poll failed: {e}");
+            }
+            return;
+        }
+        let Processor { events, shared, input, .. } = self;
+        let mut cx = Cx { shared, input, callback };
+        for event in events.iter() {
+            if event.token() == WAKER {
+                continue;
+            }
+            let id = ResourceId::from(event.token().0);
+            if let Some(resource) = cx.shared.get_or_closing(id) {
+                resource.on_event(event, &mut cx);
+            }
+        }
+        self.expire_deadlines(callback);
+    }
+
+    fn expire_deadlines(&mut self, callback: &mut dyn FnMut(NetEvent<'_>)) {
+        let now = self.shared.clock.now();
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(resource) = self.shared.get_or_closing(id) {
+                let mut cx = Cx { shared: &self.shared, input: &mut self.input, callback };
+                resource.on_deadline(id, &mut cx);
+            }
+        }
+    }
+}

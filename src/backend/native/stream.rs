@@ -1,0 +1,282 @@
+//! `Tcp` and `FramedTcp` connections, and the listener shared with `Ws`.
+
+use super::{Cx, Resource, Shared, State};
+use crate::core::framing::{FrameDecoder, MAX_ENCODED_SIZE, encode_len};
+use crate::core::outbox::Outbox;
+use crate::network::{Endpoint, NetEvent, ResourceId, SendStatus, Transport};
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Mutex;
+
+/// How a connection frames what it sends and receives.
+pub(crate) enum Framing {
+    /// Plain `Tcp`: bytes as they come.
+    None,
+    /// `FramedTcp`: LEB128 length prefix, with a maximum frame size.
+    Framed(Mutex<FrameDecoder>, usize),
+}
+
+/// A `Tcp` or `FramedTcp` connection.
+pub(crate) struct Connection {
+    pub endpoint: Endpoint,
+    pub stream: TcpStream,
+    pub state: State,
+    framing: Framing,
+    out: Mutex<Outbox>,
+    on_drained: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Connection {
+    pub fn new(
+        endpoint: Endpoint,
+        stream: TcpStream,
+        state: State,
+        max_frame_size: Option<usize>,
+        send_queue_limit: usize,
+    ) -> Self {
+        let framing = match max_frame_size {
+            Some(max) => Framing::Framed(Mutex::new(FrameDecoder::with_max_frame_size(max)), max),
+            None => Framing::None,
+        };
+        Self {
+            endpoint,
+            stream,
+            state,
+            framing,
+            out: Mutex::new(Outbox::new(send_queue_limit)),
+            on_drained: Mutex::new(None),
+        }
+    }
+
+    /// Sends from any thread: writes directly when nothing is queued, else queues in order.
+    pub fn send(&self, data: &[u8]) -> SendStatus {
+        if let Some(status) = self.state.send_refusal() {
+            return status;
+        }
+        let mut header_buf = [0; MAX_ENCODED_SIZE];
+        let header: &[u8] = match &self.framing {
+            Framing::None => &[],
+            Framing::Framed(_, max) if data.len() > *max => return SendStatus::MaxPacketSizeExceeded,
+            Framing::Framed(..) => encode_len(data.len(), &mut header_buf),
+        };
+        let mut out = lock(&self.out);
+        if !out.is_empty() {
+            return match out.push(&[header, data]) {
+                Ok(()) => SendStatus::Sent,
+                Err(_) => SendStatus::QueueFull,
+            };
+        }
+        let total = header.len() + data.len();
+        let mut written = 0;
+        while written < total {
+            let result = if written < header.len() {
+                (&self.stream).write_vectored(&[IoSlice::new(&header[written..]), IoSlice::new(data)])
+            } else {
+                (&self.stream).write(&data[written - header.len()..])
+            };
+            match result {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // The reading side reports the disconnection.
+                    log::debug!("{}: write failed: {e}", self.endpoint);
+                    return SendStatus::ResourceNotFound;
+                }
+            }
+        }
+        if written < total {
+            let (rest_header, rest_data) = if written < header.len() {
+                (&header[written..], data)
+            } else {
+                (&[][..], &data[written - header.len()..])
+            };
+            // The queue is empty, so this cannot be refused.
+            let _ = out.push(&[rest_header, rest_data]);
+        }
+        SendStatus::Sent
+    }
+
+    /// Writes queued bytes; called on writability. Returns whether the queue is empty.
+    pub fn flush(&self) -> bool {
+        let mut out = lock(&self.out);
+        while !out.is_empty() {
+            match (&self.stream).write(out.pending()) {
+                Ok(0) => break,
+                Ok(n) => out.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let empty = out.is_empty();
+        if out.is_below_low_water() {
+            drop(out);
+            if let Some(notify) = lock(&self.on_drained).take() {
+                notify();
+            }
+        }
+        empty
+    }
+
+    /// Calls `notify` once the send queue has room (now, if it has).
+    pub fn when_writable(&self, notify: Box<dyn FnOnce() + Send>) {
+        let out = lock(&self.out);
+        if out.is_full() {
+            *lock(&self.on_drained) = Some(notify);
+        } else {
+            drop(out);
+            notify();
+        }
+    }
+
+    pub fn has_queued(&self) -> bool {
+        !lock(&self.out).is_empty()
+    }
+
+    /// Handles readiness on the event thread.
+    pub fn on_event(&self, event: &Event, cx: &mut Cx<'_>) {
+        if self.state.is_closed() {
+            // Removed by the application, lingering to flush its last messages.
+            if self.flush() {
+                cx.shared.finish_close(self.endpoint.resource_id());
+            }
+            return;
+        }
+        if !self.state.announce(&self.stream, event, self.endpoint, cx) {
+            return;
+        }
+        if event.is_writable() {
+            self.flush();
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read_all(cx);
+        }
+    }
+
+    fn read_all(&self, cx: &mut Cx<'_>) {
+        let Cx { shared, input, callback } = cx;
+        loop {
+            match (&self.stream).read(input) {
+                Ok(0) => return self.disconnect(shared, callback, "closed by the peer"),
+                Ok(n) => {
+                    let data = &input[..n];
+                    match &self.framing {
+                        Framing::None => callback(NetEvent::Message(self.endpoint, data)),
+                        Framing::Framed(decoder, _) => {
+                            let result = lock(decoder).decode(data, |frame| {
+                                if !self.state.is_closed() {
+                                    callback(NetEvent::Message(self.endpoint, frame))
+                                }
+                            });
+                            if let Err(e) = result {
+                                return self.disconnect(shared, callback, &e.to_string());
+                            }
+                        }
+                    }
+                    if self.state.is_closed() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => return self.disconnect(shared, callback, &e.to_string()),
+            }
+        }
+    }
+
+    fn disconnect(
+        &self,
+        shared: &Shared,
+        callback: &mut dyn FnMut(NetEvent<'_>),
+        reason: &str,
+    ) {
+        if self.state.close() {
+            log::debug!("{} disconnected: {reason}", self.endpoint);
+            shared.forget(self.endpoint.resource_id());
+            let _ = self.stream.shutdown(Shutdown::Both);
+            callback(NetEvent::Disconnected(self.endpoint));
+        }
+    }
+
+    /// Closes on the application's request. Returns whether queued bytes still need flushing.
+    pub fn close_by_app(&self) -> bool {
+        self.state.close();
+        if self.has_queued() {
+            return true;
+        }
+        let _ = self.stream.shutdown(Shutdown::Both);
+        false
+    }
+}
+
+/// A listener for `Tcp`, `FramedTcp` or `Ws`.
+pub(crate) struct Listener {
+    pub id: ResourceId,
+    pub listener: TcpListener,
+    pub accept: super::AcceptConfig,
+}
+
+impl Listener {
+    pub fn on_event(&self, cx: &mut Cx<'_>) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, addr)) => self.accepted(stream, addr, cx),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    log::warn!("listener {} failed to accept: {e}", self.id);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accepted(&self, stream: TcpStream, addr: SocketAddr, cx: &mut Cx<'_>) {
+        let options = &self.accept.options;
+        if let Err(e) = super::socket::configure_stream(&stream, options) {
+            log::warn!("listener {}: dropping connection from {addr}: {e}", self.id);
+            return;
+        }
+        let transport = self.accept.transport;
+        let id = cx.shared.ids.generate(transport.id(), crate::network::ResourceType::Remote);
+        let endpoint = Endpoint::new(id, addr);
+        let resource = match transport {
+            Transport::Ws => Resource::Ws(super::ws::Connection::accepting(endpoint, self.id, stream)),
+            _ => {
+                let max_frame = (transport == Transport::FramedTcp).then_some(self.accept.max_frame_size);
+                Resource::Stream(Connection::new(
+                    endpoint,
+                    stream,
+                    State::ready(),
+                    max_frame,
+                    options.send_queue_limit,
+                ))
+            }
+        };
+        let is_ws = transport == Transport::Ws;
+        if let Err(e) = cx.shared.add(id, resource) {
+            log::warn!("listener {}: dropping connection from {addr}: {e}", self.id);
+            return;
+        }
+        if is_ws {
+            cx.shared.set_deadline(id, options.connect_timeout);
+        } else {
+            (cx.callback)(NetEvent::Accepted(endpoint, self.id));
+        }
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing here leaves the data half-updated on panic; keep serving.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

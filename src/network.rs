@@ -1,0 +1,198 @@
+//! Connections, listeners and the events they produce.
+//!
+//! [`NetworkController`] acts (connect, listen, send, remove) from any thread;
+//! [`NetworkProcessor`] waits for and reports what happened. A node
+//! ([`crate::node::split`]) bundles both with signals; use [`split`] to drive the network
+//! yourself.
+
+mod endpoint;
+mod event;
+mod remote_addr;
+pub(crate) mod resource_id;
+mod transport;
+
+pub use endpoint::Endpoint;
+pub use event::{NetEvent, SendStatus, StoredNetEvent};
+pub use remote_addr::{RemoteAddr, ToRemoteAddr};
+pub use resource_id::{ResourceId, ResourceType};
+pub use transport::{Transport, TransportConnect, TransportListen};
+
+use crate::backend;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// Creates a network on this target's backend: the controller to act, the processor to
+/// receive events.
+///
+/// Panics only if the operating system refuses to create a poll instance (out of file
+/// descriptors), as message-io did.
+pub fn split() -> (NetworkController, NetworkProcessor) {
+    let (controller, processor) =
+        backend::split().unwrap_or_else(|e| panic!("portnet: cannot create the network poll: {e}"));
+    (NetworkController { backend: controller }, NetworkProcessor { backend: processor })
+}
+
+/// Connects, listens, sends and removes. Cheap to clone; usable from any thread.
+#[derive(Clone)]
+pub struct NetworkController {
+    backend: backend::Controller,
+}
+
+impl NetworkController {
+    /// Starts connecting to `addr`. Returns at once with the endpoint and the local address;
+    /// `NetEvent::Connected(endpoint, ok)` reports the outcome later (`false` on refusal, on
+    /// timeout, or when a `Ws` handshake fails). Until then `send` answers
+    /// `SendStatus::ResourceNotAvailable`.
+    ///
+    /// `addr` may be a socket address, a `"host:port"` string (resolved here, blocking on DNS)
+    /// or, for `Ws`, a `ws://` URL. Errors (an unresolvable name, an unusable address) say
+    /// what failed; nothing panics.
+    pub fn connect(
+        &self,
+        transport: Transport,
+        addr: impl ToRemoteAddr,
+    ) -> io::Result<(Endpoint, SocketAddr)> {
+        self.connect_with(transport.into(), addr)
+    }
+
+    /// [`connect`](Self::connect) with transport options.
+    pub fn connect_with(
+        &self,
+        transport_connect: TransportConnect,
+        addr: impl ToRemoteAddr,
+    ) -> io::Result<(Endpoint, SocketAddr)> {
+        let addr = addr.to_remote_addr()?;
+        let result = self.backend.connect_with(transport_connect, addr, false);
+        if let Ok((endpoint, _)) = &result {
+            log::trace!("connecting {endpoint}");
+        }
+        result
+    }
+
+    /// Connects and waits until the connection is ready (or refused, or timed out: then an
+    /// error). `NetEvent::Connected(endpoint, true)` is still reported, first among the
+    /// endpoint's events. Blocks the calling thread; from inside an event callback prefer
+    /// [`connect`](Self::connect).
+    pub fn connect_sync(
+        &self,
+        transport: Transport,
+        addr: impl ToRemoteAddr,
+    ) -> io::Result<(Endpoint, SocketAddr)> {
+        self.connect_sync_with(transport.into(), addr)
+    }
+
+    /// [`connect_sync`](Self::connect_sync) with transport options.
+    pub fn connect_sync_with(
+        &self,
+        transport_connect: TransportConnect,
+        addr: impl ToRemoteAddr,
+    ) -> io::Result<(Endpoint, SocketAddr)> {
+        let addr = addr.to_remote_addr()?;
+        self.backend.connect_with(transport_connect, addr, true)
+    }
+
+    /// Listens on `addr` (port 0 picks a free port). Returns the listener's id and the
+    /// address it is bound to. For `Udp`, a multicast address joins that group.
+    pub fn listen(
+        &self,
+        transport: Transport,
+        addr: impl ToSocketAddrs,
+    ) -> io::Result<(ResourceId, SocketAddr)> {
+        self.listen_with(transport.into(), addr)
+    }
+
+    /// [`listen`](Self::listen) with transport options.
+    pub fn listen_with(
+        &self,
+        transport_listen: TransportListen,
+        addr: impl ToSocketAddrs,
+    ) -> io::Result<(ResourceId, SocketAddr)> {
+        let transport = transport_listen.transport();
+        let addr = addr
+            .to_socket_addrs()
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("{transport} listen: bad address: {e}"))
+            })?
+            .next()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{transport} listen: the address resolved to nothing"),
+                )
+            })?;
+        let result = self.backend.listen_with(transport_listen, addr);
+        if let Ok((id, addr)) = &result {
+            log::trace!("listening on {addr} as {id}");
+        }
+        result
+    }
+
+    /// Sends one message. Never blocks: when the socket cannot take it now, the message is
+    /// queued behind earlier ones and written as the peer reads; a full queue answers
+    /// [`SendStatus::QueueFull`]. Messages from several threads to one endpoint never
+    /// interleave.
+    pub fn send(&self, endpoint: Endpoint, data: &[u8]) -> SendStatus {
+        self.backend.send(endpoint, data)
+    }
+
+    /// Closes a connection or listener. Messages already queued for the connection are still
+    /// written (for a while); no event is reported for it afterwards, not even `Disconnected`.
+    /// Returns whether the resource existed.
+    pub fn remove(&self, resource_id: ResourceId) -> bool {
+        self.backend.remove(resource_id)
+    }
+
+    /// `Some(true)` once the resource can send, `Some(false)` while it connects, `None` if it
+    /// does not exist.
+    pub fn is_ready(&self, resource_id: ResourceId) -> Option<bool> {
+        self.backend.is_ready(resource_id)
+    }
+
+    pub(crate) fn when_writable(&self, endpoint: Endpoint, notify: Box<dyn FnOnce() + Send>) {
+        self.backend.when_writable(endpoint, notify)
+    }
+
+    pub(crate) fn wake(&self) {
+        self.backend.wake()
+    }
+}
+
+/// Waits for network activity and reports it. Lives on one thread at a time.
+pub struct NetworkProcessor {
+    backend: backend::Processor,
+}
+
+impl NetworkProcessor {
+    /// Waits up to `timeout` (forever with `None`) for activity, then reports every event it
+    /// found. May return with no event (a wake-up or the timeout).
+    pub fn process_poll_event(
+        &mut self,
+        timeout: Option<Duration>,
+        mut event_callback: impl FnMut(NetEvent<'_>),
+    ) {
+        self.backend.process_poll_event(timeout, &mut event_callback)
+    }
+
+    /// Reports events until `timeout` passes with none.
+    pub fn process_poll_events_until_timeout(
+        &mut self,
+        timeout: Duration,
+        mut event_callback: impl FnMut(NetEvent<'_>),
+    ) {
+        loop {
+            let mut any = false;
+            self.backend.process_poll_event(Some(timeout), &mut |event| {
+                any = true;
+                event_callback(event)
+            });
+            if !any {
+                break;
+            }
+        }
+    }
+
+    pub(crate) fn process(&mut self, timeout: Option<Duration>, callback: &mut dyn FnMut(NetEvent<'_>)) {
+        self.backend.process_poll_event(timeout, callback)
+    }
+}

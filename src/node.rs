@@ -1,0 +1,340 @@
+//! The node: a network and a signal queue behind one event loop.
+//!
+//! [`split`] gives a [`NodeHandler`] (act: network, signals, stop; clone it anywhere) and a
+//! [`NodeListener`] (receive events: `for_each`, `for_each_async`, `enqueue`, or pump it
+//! yourself with `try_next`/`poll_events`).
+//!
+//! The loop runs on the thread that calls `for_each` and sleeps until something happens: a
+//! network event, a signal, a timer, or `stop()`. Within one turn it first delivers the
+//! signals that are ready (priority first, then in order, timers at their deadline), then the
+//! network events that are ready, in the order the system reported them.
+
+pub use crate::network::StoredNetEvent;
+
+use crate::events::{self, EventReceiver, EventSender};
+use crate::network::{self, Endpoint, NetEvent, NetworkController, NetworkProcessor};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// An event of a node: from the network, or a signal it sent itself.
+pub enum NodeEvent<'a, S> {
+    /// A network event.
+    Network(NetEvent<'a>),
+    /// A signal sent with [`NodeHandler::signals`].
+    Signal(S),
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for NodeEvent<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeEvent::Network(event) => write!(f, "NodeEvent::Network({event:?})"),
+            NodeEvent::Signal(signal) => write!(f, "NodeEvent::Signal({signal:?})"),
+        }
+    }
+}
+
+impl<'a, S> NodeEvent<'a, S> {
+    /// The network event. Panics on a signal (as message-io's does): match when unsure.
+    pub fn network(self) -> NetEvent<'a> {
+        match self {
+            NodeEvent::Network(event) => event,
+            NodeEvent::Signal(_) => panic!("NodeEvent::network() called on a signal"),
+        }
+    }
+
+    /// The signal. Panics on a network event (as message-io's does): match when unsure.
+    pub fn signal(self) -> S {
+        match self {
+            NodeEvent::Signal(signal) => signal,
+            NodeEvent::Network(_) => panic!("NodeEvent::signal() called on a network event"),
+        }
+    }
+}
+
+/// A [`NodeEvent`] that owns its data.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoredNodeEvent<S> {
+    /// A network event.
+    Network(StoredNetEvent),
+    /// A signal.
+    Signal(S),
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for StoredNodeEvent<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredNodeEvent::Network(event) => write!(f, "StoredNodeEvent::Network({event:?})"),
+            StoredNodeEvent::Signal(signal) => write!(f, "StoredNodeEvent::Signal({signal:?})"),
+        }
+    }
+}
+
+impl<S> StoredNodeEvent<S> {
+    /// The network event. Panics on a signal.
+    pub fn network(self) -> StoredNetEvent {
+        match self {
+            StoredNodeEvent::Network(event) => event,
+            StoredNodeEvent::Signal(_) => panic!("StoredNodeEvent::network() called on a signal"),
+        }
+    }
+
+    /// The signal. Panics on a network event.
+    pub fn signal(self) -> S {
+        match self {
+            StoredNodeEvent::Signal(signal) => signal,
+            StoredNodeEvent::Network(_) => panic!("StoredNodeEvent::signal() called on a network event"),
+        }
+    }
+}
+
+impl<S> From<NodeEvent<'_, S>> for StoredNodeEvent<S> {
+    fn from(event: NodeEvent<'_, S>) -> Self {
+        match event {
+            NodeEvent::Network(event) => StoredNodeEvent::Network(event.into()),
+            NodeEvent::Signal(signal) => StoredNodeEvent::Signal(signal),
+        }
+    }
+}
+
+/// Creates a node on this target's backend.
+///
+/// ```
+/// use portnet::node::{self, NodeEvent};
+/// use portnet::network::{NetEvent, Transport};
+/// use std::time::Duration;
+///
+/// let (handler, listener) = node::split();
+/// let (_, addr) = handler.network().listen(Transport::FramedTcp, "127.0.0.1:0").unwrap();
+/// let (server, _) = handler.network().connect(Transport::FramedTcp, addr).unwrap();
+/// handler.signals().send_with_timer("give up", Duration::from_secs(10));
+///
+/// let mut echoed = None;
+/// listener.for_each(|event| match event {
+///     NodeEvent::Network(NetEvent::Connected(endpoint, true)) => {
+///         handler.network().send(endpoint, b"hello");
+///     }
+///     NodeEvent::Network(NetEvent::Message(endpoint, data)) if endpoint == server => {
+///         echoed = Some(data.to_vec());
+///         handler.stop();
+///     }
+///     NodeEvent::Network(NetEvent::Message(endpoint, data)) => {
+///         handler.network().send(endpoint, data); // the server side echoes
+///     }
+///     NodeEvent::Network(_) => (),
+///     NodeEvent::Signal(_) => handler.stop(),
+/// });
+/// assert_eq!(echoed.as_deref(), Some(&b"hello"[..]));
+/// ```
+pub fn split<S: Send>() -> (NodeHandler<S>, NodeListener<S>) {
+    let (network, processor) = network::split();
+    let (signals, receiver) = events::split_with_clock(crate::core::clock::Clock::system());
+    let waker = network.clone();
+    signals.set_waker(Arc::new(move || waker.wake()));
+    let handler =
+        NodeHandler(Arc::new(HandlerInner { network, signals, running: AtomicBool::new(true) }));
+    let listener = NodeListener {
+        processor,
+        signals: receiver,
+        handler: handler.clone(),
+        pending: VecDeque::new(),
+    };
+    (handler, listener)
+}
+
+struct HandlerInner<S> {
+    network: NetworkController,
+    signals: EventSender<S>,
+    running: AtomicBool,
+}
+
+/// Acts on a node: its network, its signals, stopping it. Clone it freely, use it from any
+/// thread.
+pub struct NodeHandler<S>(Arc<HandlerInner<S>>);
+
+impl<S> Clone for NodeHandler<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<S> NodeHandler<S> {
+    /// The node's network.
+    pub fn network(&self) -> &NetworkController {
+        &self.0.network
+    }
+
+    /// The node's signal queue: events the node sends itself, now or on a timer.
+    pub fn signals(&self) -> &EventSender<S> {
+        &self.0.signals
+    }
+
+    /// Stops the node: the listener delivers no more events and `for_each` returns promptly
+    /// (the loop is woken, not polled).
+    pub fn stop(&self) {
+        self.0.running.store(false, Ordering::Release);
+        self.0.network.wake();
+    }
+
+    /// Whether the node is running (from creation until `stop`).
+    pub fn is_running(&self) -> bool {
+        self.0.running.load(Ordering::Acquire)
+    }
+}
+
+impl<S: Send + 'static> NodeHandler<S> {
+    /// Delivers `signal` once `endpoint`'s send queue has room again: at once if it has room
+    /// now. Use it after [`SendStatus::QueueFull`](crate::network::SendStatus::QueueFull) to
+    /// pace a sender by the peer's reading speed instead of by timers.
+    pub fn signal_when_writable(&self, endpoint: Endpoint, signal: S) {
+        let signals = self.0.signals.clone();
+        self.0.network.when_writable(endpoint, Box::new(move || signals.send(signal)));
+    }
+}
+
+/// Receives a node's events.
+pub struct NodeListener<S> {
+    processor: NetworkProcessor,
+    signals: EventReceiver<S>,
+    handler: NodeHandler<S>,
+    /// Events gathered by `try_next` and not handed out yet.
+    pending: VecDeque<StoredNodeEvent<S>>,
+}
+
+impl<S> NodeListener<S> {
+    /// Runs one turn of the loop: ready signals, then network events, waiting at most
+    /// `timeout` (forever if `None`) when nothing is ready. Returns how many events it
+    /// delivered.
+    fn turn(&mut self, timeout: Option<Duration>, callback: &mut dyn FnMut(NodeEvent<'_, S>)) -> usize {
+        let handler = &self.handler;
+        let mut delivered = 0;
+        // Only the signals ready now: a callback that keeps signalling cannot starve the network.
+        for _ in 0..self.signals.ready_len() {
+            if !handler.is_running() {
+                return delivered;
+            }
+            match self.signals.try_receive() {
+                Some(signal) => {
+                    callback(NodeEvent::Signal(signal));
+                    delivered += 1;
+                }
+                None => break,
+            }
+        }
+        if !handler.is_running() {
+            return delivered;
+        }
+        let wait = if delivered > 0 {
+            Some(Duration::ZERO)
+        } else {
+            match (timeout, self.signals.time_to_next()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        self.processor.process(wait, &mut |event| {
+            if handler.is_running() {
+                delivered += 1;
+                callback(NodeEvent::Network(event));
+            }
+        });
+        delivered
+    }
+
+    /// Delivers every event to `event_callback` on this thread until
+    /// [`NodeHandler::stop`]; then returns. The callback may borrow locals.
+    ///
+    /// Events that happened before the call (connections accepted, data arrived) are delivered
+    /// then; nothing is lost by calling it late.
+    pub fn for_each(mut self, mut event_callback: impl FnMut(NodeEvent<'_, S>)) {
+        while self.handler.is_running() {
+            self.turn(None, &mut event_callback);
+        }
+    }
+
+    /// Delivers events for at most `timeout` and returns how many it delivered: a
+    /// non-blocking pump for game loops with `Duration::ZERO`.
+    pub fn poll_events(
+        &mut self,
+        timeout: Duration,
+        mut event_callback: impl FnMut(NodeEvent<'_, S>),
+    ) -> usize {
+        let mut delivered = 0;
+        while let Some(event) = self.pending.pop_front() {
+            event_callback(match &event {
+                StoredNodeEvent::Network(e) => NodeEvent::Network(e.borrow()),
+                StoredNodeEvent::Signal(_) => match event {
+                    StoredNodeEvent::Signal(s) => NodeEvent::Signal(s),
+                    StoredNodeEvent::Network(_) => unreachable!(),
+                },
+            });
+            delivered += 1;
+        }
+        if self.handler.is_running() {
+            delivered += self.turn(Some(timeout), &mut event_callback);
+        }
+        delivered
+    }
+
+    /// The next event if one is ready, without blocking. Owned, so it may be kept; prefer
+    /// [`poll_events`](Self::poll_events) to avoid copying messages.
+    pub fn try_next(&mut self) -> Option<StoredNodeEvent<S>> {
+        if self.pending.is_empty() && self.handler.is_running() {
+            let mut pending = std::mem::take(&mut self.pending);
+            self.turn(Some(Duration::ZERO), &mut |event| pending.push_back(event.into()));
+            self.pending = pending;
+        }
+        self.pending.pop_front()
+    }
+}
+
+impl<S: Send + 'static> NodeListener<S> {
+    /// Runs [`for_each`](Self::for_each) on a new thread. The returned task waits for it
+    /// (after `stop`) when dropped or on [`NodeTask::wait`].
+    pub fn for_each_async(
+        self,
+        event_callback: impl FnMut(NodeEvent<'_, S>) + Send + 'static,
+    ) -> NodeTask {
+        let thread = std::thread::Builder::new()
+            .name("portnet-node".into())
+            .spawn(move || self.for_each(event_callback))
+            .unwrap_or_else(|e| panic!("portnet: cannot spawn the node thread: {e}"));
+        NodeTask { thread: Some(thread) }
+    }
+
+    /// Runs the node on a new thread that puts every event, owned, into the returned queue.
+    pub fn enqueue(self) -> (NodeTask, EventReceiver<StoredNodeEvent<S>>) {
+        let (sender, receiver) = events::split::<StoredNodeEvent<S>>();
+        let task = self.for_each_async(move |event| sender.send(event.into()));
+        (task, receiver)
+    }
+}
+
+/// A node running on its own thread (see [`NodeListener::for_each_async`]). Dropping it
+/// waits for the node to stop.
+#[must_use = "dropping the task waits for the node to stop"]
+pub struct NodeTask {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NodeTask {
+    /// Blocks until the node stops. Returns at once if it already has. A panic in the event
+    /// callback is passed on here.
+    pub fn wait(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            if let Err(panic) = thread.join() {
+                if !std::thread::panicking() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for NodeTask {
+    fn drop(&mut self) {
+        self.wait();
+    }
+}

@@ -1,0 +1,3 @@
+//! Helpers kept at message-io's paths.
+
+pub mod encoding;
