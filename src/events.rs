@@ -240,7 +240,10 @@ mod tests {
         s.send(1);
         s.send(2);
         s.send_with_priority(0);
-        assert_eq!((r.try_receive(), r.try_receive(), r.try_receive()), (Some(0), Some(1), Some(2)));
+        assert_eq!(
+            (r.try_receive(), r.try_receive(), r.try_receive()),
+            (Some(0), Some(1), Some(2))
+        );
     }
 
     #[test]

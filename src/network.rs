@@ -111,9 +111,7 @@ impl NetworkController {
         let transport = transport_listen.transport();
         let addr = addr
             .to_socket_addrs()
-            .map_err(|e| {
-                io::Error::new(e.kind(), format!("{transport} listen: bad address: {e}"))
-            })?
+            .map_err(|e| io::Error::new(e.kind(), format!("{transport} listen: bad address: {e}")))?
             .next()
             .ok_or_else(|| {
                 io::Error::new(
@@ -192,7 +190,11 @@ impl NetworkProcessor {
         }
     }
 
-    pub(crate) fn process(&mut self, timeout: Option<Duration>, callback: &mut dyn FnMut(NetEvent<'_>)) {
+    pub(crate) fn process(
+        &mut self,
+        timeout: Option<Duration>,
+        callback: &mut dyn FnMut(NetEvent<'_>),
+    ) {
         self.backend.process_poll_event(timeout, callback)
     }
 }

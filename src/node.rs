@@ -85,7 +85,9 @@ impl<S> StoredNodeEvent<S> {
     pub fn signal(self) -> S {
         match self {
             StoredNodeEvent::Signal(signal) => signal,
-            StoredNodeEvent::Network(_) => panic!("StoredNodeEvent::signal() called on a network event"),
+            StoredNodeEvent::Network(_) => {
+                panic!("StoredNodeEvent::signal() called on a network event")
+            }
         }
     }
 }
@@ -207,7 +209,11 @@ impl<S> NodeListener<S> {
     /// Runs one turn of the loop: ready signals, then network events, waiting at most
     /// `timeout` (forever if `None`) when nothing is ready. Returns how many events it
     /// delivered.
-    fn turn(&mut self, timeout: Option<Duration>, callback: &mut dyn FnMut(NodeEvent<'_, S>)) -> usize {
+    fn turn(
+        &mut self,
+        timeout: Option<Duration>,
+        callback: &mut dyn FnMut(NodeEvent<'_, S>),
+    ) -> usize {
         let handler = &self.handler;
         let mut delivered = 0;
         // Only the signals ready now: a callback that keeps signalling cannot starve the network.

@@ -1,8 +1,8 @@
 //! `FramedTcp`: TCP with message boundaries. Each message goes on the wire as an unsigned LEB128
 //! length followed by the payload, exactly as message-io frames it, so the two interoperate.
 
-use super::{StreamOptions, connect_builders, stream_builders};
 pub use super::tcp::TcpKeepalive;
+use super::{StreamOptions, connect_builders, stream_builders};
 
 /// The largest frame accepted by default. A peer announcing more is disconnected with a logged
 /// reason; raise it with `with_max_frame_size`.

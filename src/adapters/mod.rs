@@ -58,7 +58,10 @@ macro_rules! stream_builders {
             }
 
             /// Enables TCP keepalive with these settings.
-            pub fn with_keepalive(mut self, keepalive: $crate::adapters::tcp::TcpKeepalive) -> Self {
+            pub fn with_keepalive(
+                mut self,
+                keepalive: $crate::adapters::tcp::TcpKeepalive,
+            ) -> Self {
                 self.options.keepalive = Some(keepalive);
                 self
             }

@@ -76,7 +76,10 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::TooLarge { announced, max } => {
-                write!(f, "frame of {announced} bytes exceeds the maximum frame size of {max} bytes")
+                write!(
+                    f,
+                    "frame of {announced} bytes exceeds the maximum frame size of {max} bytes"
+                )
             }
             FrameError::InvalidHeader => write!(f, "invalid frame length prefix"),
         }
@@ -235,7 +238,10 @@ mod tests {
     #[test]
     fn overlong_prefix_is_invalid() {
         assert_eq!(decode_len(&[0x80; 10]), Header::Invalid);
-        assert_eq!(decode_len(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), Header::Invalid);
+        assert_eq!(
+            decode_len(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+            Header::Invalid
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in id order.
-    pub const ALL: [Transport; 4] = [Transport::Tcp, Transport::FramedTcp, Transport::Udp, Transport::Ws];
+    pub const ALL: [Transport; 4] =
+        [Transport::Tcp, Transport::FramedTcp, Transport::Udp, Transport::Ws];
 
     /// The largest message one `send` may carry on this transport with default settings.
     pub const fn max_message_size(self) -> usize {

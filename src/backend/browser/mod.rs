@@ -9,7 +9,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 fn unsupported(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::Unsupported, format!("{what} is not available in the browser yet"))
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what} is not available in the browser yet"),
+    )
 }
 
 pub(crate) fn split() -> io::Result<(Controller, Processor)> {

@@ -168,7 +168,10 @@ impl State {
 }
 
 /// The outcome of a non-blocking connect, if it is known yet.
-pub(crate) fn connect_result(stream: &mio::net::TcpStream, event: &Event) -> Option<io::Result<()>> {
+pub(crate) fn connect_result(
+    stream: &mio::net::TcpStream,
+    event: &Event,
+) -> Option<io::Result<()>> {
     match stream.take_error() {
         Ok(Some(e)) | Err(e) => return Some(Err(e)),
         Ok(None) => (),
@@ -323,7 +326,9 @@ fn resolve(addr: &RemoteAddr) -> io::Result<SocketAddr> {
     addr.to_socket_addrs()
         .map_err(|e| context(e, format_args!("cannot resolve {addr}")))?
         .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr} resolved to no address")))
+        .ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{addr} resolved to no address"))
+        })
 }
 
 /// The native half that acts: connect, listen, send, remove. Usable from any thread.
@@ -352,7 +357,9 @@ impl Controller {
                 Ok((endpoint, local))
             }
             TransportConnect::Ws => ws::connect(&self.shared, id, addr, sync),
-            TransportConnect::Tcp(config) => self.connect_stream(id, transport, addr, config.options, None, sync),
+            TransportConnect::Tcp(config) => {
+                self.connect_stream(id, transport, addr, config.options, None, sync)
+            }
             TransportConnect::FramedTcp(config) => self.connect_stream(
                 id,
                 transport,
@@ -383,12 +390,20 @@ impl Controller {
             socket::configure_stream(&stream, &options)?;
             (stream, State::announce_pending())
         } else {
-            (socket::tcp_connect(peer, &options).map_err(|e| context(e, what))?, State::connecting())
+            (
+                socket::tcp_connect(peer, &options).map_err(|e| context(e, what))?,
+                State::connecting(),
+            )
         };
         let local = stream.local_addr()?;
         let endpoint = Endpoint::new(id, peer);
-        let connection =
-            stream::Connection::new(endpoint, stream, state, max_frame_size, options.send_queue_limit);
+        let connection = stream::Connection::new(
+            endpoint,
+            stream,
+            state,
+            max_frame_size,
+            options.send_queue_limit,
+        );
         self.shared.add(id, Resource::Stream(connection))?;
         if !sync {
             self.shared.set_deadline(id, options.connect_timeout);
@@ -406,7 +421,8 @@ impl Controller {
         let what = format_args!("{transport} listen on {addr}");
         let accept = match config {
             TransportListen::Udp(config) => {
-                let (socket, group) = socket::udp_listen(addr, &config).map_err(|e| context(e, what))?;
+                let (socket, group) =
+                    socket::udp_listen(addr, &config).map_err(|e| context(e, what))?;
                 let local = socket.local_addr()?;
                 let local = match group {
                     Some(group) => SocketAddr::new(group, local.port()),
@@ -415,13 +431,18 @@ impl Controller {
                 self.shared.add(id, Resource::UdpLocal(udp::Local::new(id, socket)))?;
                 return Ok((id, local));
             }
-            TransportListen::Tcp(c) => AcceptConfig { transport, options: c.options, max_frame_size: 0 },
+            TransportListen::Tcp(c) => {
+                AcceptConfig { transport, options: c.options, max_frame_size: 0 }
+            }
             TransportListen::FramedTcp(c) => {
                 AcceptConfig { transport, options: c.options, max_frame_size: c.max_frame_size }
             }
             TransportListen::Ws => AcceptConfig {
                 transport,
-                options: StreamOptions { connect_timeout: DEFAULT_CONNECT_TIMEOUT, ..Default::default() },
+                options: StreamOptions {
+                    connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                    ..Default::default()
+                },
                 max_frame_size: 0,
             },
         };

@@ -23,7 +23,12 @@ fn keepalive(socket: &SockRef<'_>, keepalive: &TcpKeepalive) -> io::Result<()> {
     if let Some(interval) = keepalive.interval {
         params = params.with_interval(interval);
     }
-    #[cfg(not(any(target_os = "openbsd", target_os = "redox", target_os = "solaris", target_os = "windows")))]
+    #[cfg(not(any(
+        target_os = "openbsd",
+        target_os = "redox",
+        target_os = "solaris",
+        target_os = "windows"
+    )))]
     if let Some(retries) = keepalive.retries {
         params = params.with_retries(retries);
     }

@@ -58,7 +58,9 @@ impl Connection {
         let mut header_buf = [0; MAX_ENCODED_SIZE];
         let header: &[u8] = match &self.framing {
             Framing::None => &[],
-            Framing::Framed(_, max) if data.len() > *max => return SendStatus::MaxPacketSizeExceeded,
+            Framing::Framed(_, max) if data.len() > *max => {
+                return SendStatus::MaxPacketSizeExceeded;
+            }
             Framing::Framed(..) => encode_len(data.len(), &mut header_buf),
         };
         let mut out = lock(&self.out);
@@ -72,7 +74,8 @@ impl Connection {
         let mut written = 0;
         while written < total {
             let result = if written < header.len() {
-                (&self.stream).write_vectored(&[IoSlice::new(&header[written..]), IoSlice::new(data)])
+                (&self.stream)
+                    .write_vectored(&[IoSlice::new(&header[written..]), IoSlice::new(data)])
             } else {
                 (&self.stream).write(&data[written - header.len()..])
             };
@@ -187,12 +190,7 @@ impl Connection {
         }
     }
 
-    fn disconnect(
-        &self,
-        shared: &Shared,
-        callback: &mut dyn FnMut(NetEvent<'_>),
-        reason: &str,
-    ) {
+    fn disconnect(&self, shared: &Shared, callback: &mut dyn FnMut(NetEvent<'_>), reason: &str) {
         if self.state.close() {
             log::debug!("{} disconnected: {reason}", self.endpoint);
             shared.forget(self.endpoint.resource_id());
@@ -251,9 +249,12 @@ impl Listener {
         let id = cx.shared.ids.generate(transport.id(), crate::network::ResourceType::Remote);
         let endpoint = Endpoint::new(id, addr);
         let resource = match transport {
-            Transport::Ws => Resource::Ws(super::ws::Connection::accepting(endpoint, self.id, stream)),
+            Transport::Ws => {
+                Resource::Ws(super::ws::Connection::accepting(endpoint, self.id, stream))
+            }
             _ => {
-                let max_frame = (transport == Transport::FramedTcp).then_some(self.accept.max_frame_size);
+                let max_frame =
+                    (transport == Transport::FramedTcp).then_some(self.accept.max_frame_size);
                 Resource::Stream(Connection::new(
                     endpoint,
                     stream,

@@ -150,7 +150,8 @@ impl Connection {
                     cx.fail_connect(&self.state, self.endpoint, &e.to_string());
                 }
                 Some(Ok(())) => {
-                    let result = tungstenite::client::client_with_config(*request, stream, Some(config()));
+                    let result =
+                        tungstenite::client::client_with_config(*request, stream, Some(config()));
                     self.client_progress(result.map(|(ws, _)| ws), phase, cx);
                 }
             },
@@ -221,7 +222,10 @@ impl Connection {
 
     fn server_progress(
         &self,
-        result: Result<WebSocket<TcpStream>, HandshakeError<ServerHandshake<TcpStream, NoCallback>>>,
+        result: Result<
+            WebSocket<TcpStream>,
+            HandshakeError<ServerHandshake<TcpStream, NoCallback>>,
+        >,
         mut phase: std::sync::MutexGuard<'_, Phase>,
         cx: &mut Cx<'_>,
     ) {
@@ -239,7 +243,10 @@ impl Connection {
             Err(HandshakeError::Interrupted(mid)) => *phase = Phase::Server(mid),
             Err(HandshakeError::Failure(e)) => {
                 drop(phase);
-                self.abandon(cx.shared, &format!("WebSocket handshake from {}: {e}", self.endpoint.addr()));
+                self.abandon(
+                    cx.shared,
+                    &format!("WebSocket handshake from {}: {e}", self.endpoint.addr()),
+                );
             }
         }
     }
@@ -259,7 +266,8 @@ impl Connection {
                 let mut phase = lock(&self.phase);
                 let Phase::Open(ws) = &mut *phase else { return };
                 let message = ws.read();
-                if matches!(&message, Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock) {
+                if matches!(&message, Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock)
+                {
                     // Pongs and close replies tungstenite queued while reading.
                     self.flush(ws);
                     return;
@@ -322,7 +330,10 @@ impl Connection {
     pub fn on_deadline(&self, cx: &mut Cx<'_>) {
         if self.state.is_connecting() {
             match self.listener {
-                Some(_) => self.abandon(cx.shared, &format!("WebSocket handshake from {} timed out", self.endpoint.addr())),
+                Some(_) => self.abandon(
+                    cx.shared,
+                    &format!("WebSocket handshake from {} timed out", self.endpoint.addr()),
+                ),
                 None => cx.fail_connect(&self.state, self.endpoint, "connect timed out"),
             }
         } else if self.state.is_closed() {
@@ -377,7 +388,8 @@ pub(crate) fn connect(
     let context = |e| socket::context(e, format_args!("Ws connect to {url}"));
     let endpoint = Endpoint::new(id, peer);
     let (connection, local) = if sync {
-        let stream = socket::tcp_connect_blocking(peer, &options, DEFAULT_CONNECT_TIMEOUT).map_err(context)?;
+        let stream = socket::tcp_connect_blocking(peer, &options, DEFAULT_CONNECT_TIMEOUT)
+            .map_err(context)?;
         stream.set_nonblocking(true)?;
         let stream = TcpStream::from_std(stream);
         socket::configure_stream(&stream, &options)?;
@@ -411,7 +423,10 @@ fn handshake_blocking(mut stream: TcpStream, request: Request) -> io::Result<Web
                 return Ok(ws);
             }
             Err(HandshakeError::Failure(e)) => {
-                return Err(io::Error::new(io::ErrorKind::ConnectionRefused, format!("handshake: {e}")));
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    format!("handshake: {e}"),
+                ));
             }
             Err(HandshakeError::Interrupted(mid)) => {
                 let left = deadline.saturating_duration_since(Instant::now());
