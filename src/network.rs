@@ -172,20 +172,27 @@ impl NetworkProcessor {
         self.backend.process_poll_event(timeout, &mut event_callback)
     }
 
-    /// Reports events until `timeout` passes with none.
+    /// Reports events until `timeout` passes with none (wake-ups and handshake steps do not
+    /// end the wait early).
     pub fn process_poll_events_until_timeout(
         &mut self,
         timeout: Duration,
         mut event_callback: impl FnMut(NetEvent<'_>),
     ) {
+        let clock = crate::core::clock::Clock::system();
+        let mut quiet_until = clock.now().after(timeout);
         loop {
+            let now = clock.now();
+            if now >= quiet_until {
+                break;
+            }
             let mut any = false;
-            self.backend.process_poll_event(Some(timeout), &mut |event| {
+            self.backend.process_poll_event(Some(now.until(quiet_until)), &mut |event| {
                 any = true;
                 event_callback(event)
             });
-            if !any {
-                break;
+            if any {
+                quiet_until = clock.now().after(timeout);
             }
         }
     }

@@ -4,6 +4,9 @@
 //! the limit still goes through when the queue is nearly empty, and memory stays below
 //! `limit + largest message`.
 
+/// An empty queue keeps at most this much capacity.
+const SHRINK_ABOVE: usize = 4 << 20;
+
 /// Bytes accepted for sending but not yet written.
 #[derive(Debug)]
 pub(crate) struct Outbox {
@@ -62,7 +65,8 @@ impl Outbox {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
-            if self.buf.capacity() > 4 * self.limit.max(1 << 16) {
+            // Give back the memory of a burst once it is written.
+            if self.buf.capacity() > SHRINK_ABOVE {
                 self.buf = Vec::new();
             }
         } else if self.start > self.buf.len() / 2 {

@@ -55,6 +55,6 @@ impl Endpoint {
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[{}] {}", self.resource_id, self.addr)
+        f.pad(&format!("[{}] {}", self.resource_id, self.addr))
     }
 }

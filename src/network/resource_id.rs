@@ -92,7 +92,7 @@ impl std::fmt::Display for ResourceId {
             ResourceType::Local => "L",
             ResourceType::Remote => "R",
         };
-        write!(f, "{}.{}.{}", resource_type, self.adapter_id(), self.base_value())
+        f.pad(&format!("{}.{}.{}", resource_type, self.adapter_id(), self.base_value()))
     }
 }
 

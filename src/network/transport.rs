@@ -74,7 +74,12 @@ impl Transport {
 
 impl std::fmt::Display for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
+        f.pad(match self {
+            Transport::Tcp => "Tcp",
+            Transport::FramedTcp => "FramedTcp",
+            Transport::Udp => "Udp",
+            Transport::Ws => "Ws",
+        })
     }
 }
 

@@ -30,8 +30,8 @@ use stream::lock;
 
 const WAKER: Token = Token(usize::MAX);
 
-/// Bytes read per `read` call; also the largest `Tcp` message event.
-const INPUT_BUFFER_SIZE: usize = 1 << 16;
+/// Bytes read per `read` call; also the largest `Tcp` message event. Holds any datagram.
+const INPUT_BUFFER_SIZE: usize = crate::adapters::tcp::INPUT_BUFFER_SIZE;
 
 /// How long a removed connection may take to flush what it had queued.
 const LINGER: Duration = Duration::from_secs(10);
@@ -511,6 +511,32 @@ pub(crate) struct Processor {
     shared: Arc<Shared>,
     input: Box<[u8]>,
     deadlines: BTreeSet<(Time, ResourceId)>,
+}
+
+impl Drop for Processor {
+    /// The event thread is going away and nothing will flush send queues any more: write what
+    /// was accepted with `SendStatus::Sent`, blocking for at most [`LINGER`] in all, as
+    /// message-io's synchronous sends would have.
+    fn drop(&mut self) {
+        let give_up = self.shared.clock.now().after(LINGER);
+        let mut pending: Vec<Arc<Resource>> = self
+            .shared
+            .resources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        pending.extend(lock(&self.shared.closing).drain().map(|(_, r)| r));
+        for resource in pending {
+            let left = self.shared.clock.now().until(give_up);
+            match &*resource {
+                Resource::Stream(c) => c.flush_blocking(left),
+                Resource::Ws(c) => c.flush_blocking(left),
+                _ => (),
+            }
+        }
+    }
 }
 
 impl Processor {

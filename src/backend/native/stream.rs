@@ -9,6 +9,7 @@ use mio::net::{TcpListener, TcpStream};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// How a connection frames what it sends and receives.
 pub(crate) enum Framing {
@@ -25,7 +26,7 @@ pub(crate) struct Connection {
     pub state: State,
     framing: Framing,
     out: Mutex<Outbox>,
-    on_drained: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    pub on_drained: Waiters,
 }
 
 impl Connection {
@@ -46,7 +47,7 @@ impl Connection {
             state,
             framing,
             out: Mutex::new(Outbox::new(send_queue_limit)),
-            on_drained: Mutex::new(None),
+            on_drained: Waiters::default(),
         }
     }
 
@@ -117,18 +118,31 @@ impl Connection {
         let empty = out.is_empty();
         if out.is_below_low_water() {
             drop(out);
-            if let Some(notify) = lock(&self.on_drained).take() {
-                notify();
-            }
+            self.on_drained.notify_all();
         }
         empty
+    }
+
+    /// Writes what is queued, blocking for at most `timeout`: for when no event thread is left
+    /// to flush it.
+    pub fn flush_blocking(&self, timeout: Duration) {
+        if !self.has_queued() {
+            return;
+        }
+        with_blocking(&self.stream, timeout, || {
+            self.flush();
+        });
+        if self.state.is_closed() {
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
     }
 
     /// Calls `notify` once the send queue has room (now, if it has).
     pub fn when_writable(&self, notify: Box<dyn FnOnce() + Send>) {
         let out = lock(&self.out);
-        if out.is_full() {
-            *lock(&self.on_drained) = Some(notify);
+        if out.is_full() && !self.state.is_closed() {
+            // Registered under the queue's lock, so a flush cannot slip in between.
+            self.on_drained.push(notify);
         } else {
             drop(out);
             notify();
@@ -195,6 +209,8 @@ impl Connection {
             log::debug!("{} disconnected: {reason}", self.endpoint);
             shared.forget(self.endpoint.resource_id());
             let _ = self.stream.shutdown(Shutdown::Both);
+            // Waiting senders learn of the end from their next send.
+            self.on_drained.notify_all();
             callback(NetEvent::Disconnected(self.endpoint));
         }
     }
@@ -273,6 +289,36 @@ impl Listener {
             cx.shared.set_deadline(id, options.connect_timeout);
         } else {
             (cx.callback)(NetEvent::Accepted(endpoint, self.id));
+        }
+    }
+}
+
+/// Runs `f` with `stream` in blocking mode with a write timeout, then restores it.
+pub(crate) fn with_blocking(stream: &TcpStream, timeout: Duration, f: impl FnOnce()) {
+    let socket = socket2::SockRef::from(stream);
+    if timeout.is_zero() || socket.set_nonblocking(false).is_err() {
+        return;
+    }
+    if socket.set_write_timeout(Some(timeout)).is_ok() {
+        f();
+    }
+    let _ = socket.set_write_timeout(None);
+    let _ = socket.set_nonblocking(true);
+}
+
+/// Callbacks waiting for a send queue to drain.
+#[derive(Default)]
+pub(crate) struct Waiters(Mutex<Vec<Box<dyn FnOnce() + Send>>>);
+
+impl Waiters {
+    pub fn push(&self, notify: Box<dyn FnOnce() + Send>) {
+        lock(&self.0).push(notify);
+    }
+
+    pub fn notify_all(&self) {
+        let waiting = std::mem::take(&mut *lock(&self.0));
+        for notify in waiting {
+            notify();
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `Ws` connections on tungstenite: client and server handshakes driven by readiness, then
 //! binary (and text) messages.
 
-use super::stream::lock;
+use super::stream::{Waiters, lock};
 use super::{Cx, Shared, State, connect_result, resolve, socket};
 use crate::adapters::ws::{DEFAULT_PATH, MAX_PAYLOAD_LEN};
 use crate::adapters::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_SEND_QUEUE_LIMIT, StreamOptions};
@@ -13,7 +13,7 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::MidHandshake;
 use tungstenite::handshake::client::Request;
@@ -52,7 +52,7 @@ pub(crate) struct Connection {
     pub state: State,
     phase: Mutex<Phase>,
     blocked: AtomicBool,
-    on_drained: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    on_drained: Waiters,
 }
 
 impl Connection {
@@ -63,7 +63,7 @@ impl Connection {
             state,
             phase: Mutex::new(phase),
             blocked: AtomicBool::new(false),
-            on_drained: Mutex::new(None),
+            on_drained: Waiters::default(),
         }
     }
 
@@ -112,15 +112,12 @@ impl Connection {
     }
 
     pub fn when_writable(&self, notify: Box<dyn FnOnce() + Send>) {
-        if self.blocked.load(Ordering::Acquire) {
-            *lock(&self.on_drained) = Some(notify);
-            // It may have drained meanwhile.
-            if !self.blocked.load(Ordering::Acquire) {
-                if let Some(notify) = lock(&self.on_drained).take() {
-                    notify();
-                }
-            }
+        // Under the phase lock, which flushes hold, so a drain cannot slip in between.
+        let phase = lock(&self.phase);
+        if self.blocked.load(Ordering::Acquire) && !self.state.is_closed() {
+            self.on_drained.push(notify);
         } else {
+            drop(phase);
             notify();
         }
     }
@@ -130,13 +127,32 @@ impl Connection {
         match ws.flush() {
             Ok(()) => {
                 if self.blocked.swap(false, Ordering::AcqRel) {
-                    if let Some(notify) = lock(&self.on_drained).take() {
-                        notify();
-                    }
+                    self.on_drained.notify_all();
                 }
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// Writes what tungstenite buffered, blocking for at most `timeout`: for when no event
+    /// thread is left to flush it.
+    pub fn flush_blocking(&self, timeout: Duration) {
+        let mut phase = lock(&self.phase);
+        if let Phase::Open(ws) = &mut *phase {
+            let stream = ws.get_ref();
+            let socket = socket2::SockRef::from(stream);
+            if timeout.is_zero() || socket.set_nonblocking(false).is_err() {
+                return;
+            }
+            let _ = socket.set_write_timeout(Some(timeout));
+            let _ = ws.flush();
+            let socket = socket2::SockRef::from(ws.get_ref());
+            let _ = socket.set_write_timeout(None);
+            let _ = socket.set_nonblocking(true);
+            if self.state.is_closed() {
+                let _ = ws.get_ref().shutdown(Shutdown::Both);
+            }
         }
     }
 
@@ -296,6 +312,7 @@ impl Connection {
             log::debug!("{} disconnected: {reason}", self.endpoint);
             cx.shared.forget(self.endpoint.resource_id());
             self.shutdown();
+            self.on_drained.notify_all();
             (cx.callback)(NetEvent::Disconnected(self.endpoint));
         }
     }
