@@ -151,6 +151,14 @@ impl NetworkController {
         self.backend.when_writable(endpoint, notify)
     }
 
+    pub(crate) fn was_removed(&self, id: ResourceId) -> bool {
+        self.backend.was_removed(id)
+    }
+
+    pub(crate) fn weak_waker(&self) -> std::sync::Arc<dyn Fn() + Send + Sync> {
+        self.backend.weak_waker()
+    }
+
     pub(crate) fn wake(&self) {
         self.backend.wake()
     }

@@ -133,8 +133,7 @@ impl<S> From<NodeEvent<'_, S>> for StoredNodeEvent<S> {
 pub fn split<S: Send>() -> (NodeHandler<S>, NodeListener<S>) {
     let (network, processor) = network::split();
     let (signals, receiver) = events::split_with_clock(crate::core::clock::Clock::system());
-    let waker = network.clone();
-    signals.set_waker(Arc::new(move || waker.wake()));
+    signals.set_waker(network.weak_waker());
     let handler =
         NodeHandler(Arc::new(HandlerInner { network, signals, running: AtomicBool::new(true) }));
     let listener = NodeListener {
@@ -268,7 +267,7 @@ impl<S> NodeListener<S> {
         mut event_callback: impl FnMut(NodeEvent<'_, S>),
     ) -> usize {
         let mut delivered = 0;
-        while let Some(event) = self.pending.pop_front() {
+        while let Some(event) = self.pop_pending() {
             event_callback(match &event {
                 StoredNodeEvent::Network(e) => NodeEvent::Network(e.borrow()),
                 StoredNodeEvent::Signal(_) => match event {
@@ -292,7 +291,30 @@ impl<S> NodeListener<S> {
             self.turn(Some(Duration::ZERO), &mut |event| pending.push_back(event.into()));
             self.pending = pending;
         }
-        self.pending.pop_front()
+        self.pop_pending()
+    }
+
+    /// The next gathered event, skipping those of resources removed since they were gathered.
+    fn pop_pending(&mut self) -> Option<StoredNodeEvent<S>> {
+        while let Some(event) = self.pending.pop_front() {
+            if let StoredNodeEvent::Network(net) = &event {
+                let endpoint = match net {
+                    StoredNetEvent::Connected(e, _)
+                    | StoredNetEvent::Accepted(e, _)
+                    | StoredNetEvent::Message(e, _)
+                    | StoredNetEvent::Disconnected(e) => e,
+                };
+                if self.handler.network().was_removed(endpoint.resource_id()) {
+                    continue;
+                }
+            }
+            if !self.handler.is_running() {
+                self.pending.clear();
+                return None;
+            }
+            return Some(event);
+        }
+        None
     }
 }
 

@@ -90,6 +90,18 @@ impl Controller {
         dispatch!(self, d => d.when_writable(endpoint, notify))
     }
 
+    /// Whether the application removed `id` since the processor last polled: events gathered
+    /// before the removal must not be handed out.
+    pub fn was_removed(&self, id: ResourceId) -> bool {
+        dispatch!(self, d => d.was_removed(id))
+    }
+
+    /// A wake-up for the processor that does not keep the network alive (it lives inside the
+    /// node's signal queue, which resources may hold).
+    pub fn weak_waker(&self) -> std::sync::Arc<dyn Fn() + Send + Sync> {
+        dispatch!(self, d => d.weak_waker())
+    }
+
     /// Wakes the processor from its wait.
     pub fn wake(&self) {
         dispatch!(self, d => d.wake())

@@ -148,7 +148,7 @@ impl FrameDecoder {
                 }
             };
             self.check_len(len)?;
-            let missing = len - (self.stored.len() - used);
+            let missing = len.saturating_sub(self.stored.len() - used);
             if data.len() < missing {
                 self.stored.extend_from_slice(data);
                 return Ok(());
@@ -172,7 +172,7 @@ impl FrameDecoder {
                         on_frame(&payload[..len]);
                         data = &payload[len..];
                     } else {
-                        self.stored.reserve(used + len);
+                        // Grow with what arrives, never with what is announced.
                         self.stored.extend_from_slice(data);
                         return Ok(());
                     }
@@ -271,6 +271,15 @@ mod tests {
         let mut decoder = FrameDecoder::with_max_frame_size(1024);
         decoder.decode(&header[..2], |_| ()).unwrap();
         assert!(decoder.decode(&header[2..], |_| ()).is_err());
+    }
+
+    #[test]
+    fn unbounded_decoder_does_not_allocate_what_is_announced() {
+        // 2^40 announced, one byte sent: buffering must follow the bytes, not the header.
+        let mut decoder = FrameDecoder::default();
+        decoder.decode(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 1], |_| panic!("no frame")).unwrap();
+        assert_eq!(decoder.stored_size(), 7);
+        assert!(decoder.stored.capacity() < 1 << 20);
     }
 
     #[test]

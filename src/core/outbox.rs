@@ -33,9 +33,10 @@ impl Outbox {
         self.len() == 0
     }
 
-    /// Whether a new message would be refused.
+    /// Whether a new message would be refused. An empty queue always takes one message, so
+    /// a limit of zero means "one message at a time", not "nothing ever".
     pub fn is_full(&self) -> bool {
-        self.len() >= self.limit
+        !self.is_empty() && self.len() >= self.limit
     }
 
     /// Whether the queue has drained enough to tell waiting senders to go on.
@@ -52,6 +53,14 @@ impl Outbox {
             self.buf.extend_from_slice(part);
         }
         Ok(())
+    }
+
+    /// Queues the rest of a message that was partly written: it must go out whole, whatever
+    /// the limit.
+    pub fn push_remainder(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            self.buf.extend_from_slice(part);
+        }
     }
 
     /// The bytes to write next.
@@ -91,6 +100,15 @@ mod tests {
         out.push(&[b"g"]).unwrap();
         out.consume(4);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn zero_limit_still_takes_one_message_and_remainders() {
+        let mut out = Outbox::new(0);
+        out.push(&[b"ab"]).unwrap();
+        assert_eq!(out.push(&[b"c"]), Err(Full));
+        out.push_remainder(&[b"c"]);
+        assert_eq!(out.pending(), b"abc");
     }
 
     #[test]

@@ -58,6 +58,14 @@ impl Controller {
         notify()
     }
 
+    pub fn was_removed(&self, _id: ResourceId) -> bool {
+        false
+    }
+
+    pub fn weak_waker(&self) -> std::sync::Arc<dyn Fn() + Send + Sync> {
+        std::sync::Arc::new(|| ())
+    }
+
     pub fn wake(&self) {}
 }
 

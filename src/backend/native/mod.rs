@@ -48,6 +48,7 @@ pub(crate) fn split() -> io::Result<(Controller, Processor)> {
         resources: RwLock::new(HashMap::new()),
         closing: Mutex::new(HashMap::new()),
         new_deadlines: Mutex::new(Vec::new()),
+        removed: Mutex::new(Vec::new()),
         clock: Clock::system(),
     });
     let processor = Processor {
@@ -56,6 +57,7 @@ pub(crate) fn split() -> io::Result<(Controller, Processor)> {
         shared: shared.clone(),
         input: vec![0; INPUT_BUFFER_SIZE].into_boxed_slice(),
         deadlines: BTreeSet::new(),
+        again: Vec::new(),
     };
     Ok((Controller { shared }, processor))
 }
@@ -220,14 +222,62 @@ impl Resource {
         }
     }
 
-    fn on_deadline(&self, id: ResourceId, cx: &mut Cx<'_>) {
-        match self {
-            Resource::Stream(c) if c.state.is_connecting() => {
+    fn on_deadline(&self, id: ResourceId, kind: Deadline, cx: &mut Cx<'_>) {
+        match (kind, self) {
+            (Deadline::Linger, _) => {
+                if self.has_queued() {
+                    log::warn!("{id}: removed with unsent data that the peer did not read in time");
+                }
+                cx.shared.finish_close(id)
+            }
+            (Deadline::Connect, Resource::Stream(c)) if c.state.is_connecting() => {
                 cx.fail_connect(&c.state, c.endpoint, "connect timed out")
             }
-            Resource::Stream(c) if c.state.is_closed() => cx.shared.finish_close(id),
-            Resource::Ws(c) => c.on_deadline(cx),
+            (Deadline::Connect, Resource::Ws(c)) => c.on_connect_deadline(cx),
+            (Deadline::AcceptRetry, Resource::Listener(l)) => l.on_event(cx),
             _ => (),
+        }
+    }
+
+    /// Reads on, for a resource that stopped reading to let others have their turn.
+    fn on_readable_again(&self, cx: &mut Cx<'_>) {
+        match self {
+            Resource::Stream(c) => c.read_all(cx),
+            Resource::Ws(c) => c.read_all(cx),
+            Resource::UdpLocal(u) => u.on_event(cx),
+            Resource::UdpRemote(u) => u.on_event(cx),
+            Resource::Listener(l) => l.on_event(cx),
+        }
+    }
+
+    /// Whether bytes accepted by `send` still wait to be written.
+    fn has_queued(&self) -> bool {
+        match self {
+            Resource::Stream(c) => c.has_queued(),
+            Resource::Ws(c) => c.has_queued(),
+            _ => false,
+        }
+    }
+
+    /// Writes what can be written now, without blocking.
+    fn flush_now(&self) {
+        match self {
+            Resource::Stream(c) => {
+                c.flush();
+            }
+            Resource::Ws(c) => c.flush_now(),
+            _ => (),
+        }
+    }
+
+    /// Shuts the socket down (a removed resource, once flushed or out of time).
+    fn shutdown(&self) {
+        match self {
+            Resource::Stream(c) => c.shutdown(),
+            Resource::Ws(c) => c.shutdown(),
+            Resource::Listener(l) => l.close(),
+            Resource::UdpLocal(u) => u.close(),
+            Resource::UdpRemote(u) => u.close(),
         }
     }
 
@@ -240,11 +290,27 @@ impl Resource {
     }
 }
 
+/// Why the event thread must look at a resource at some time.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) enum Deadline {
+    /// A connect or handshake must have finished.
+    Connect,
+    /// A removed resource must have flushed what it had queued.
+    Linger,
+    /// A listener that hit an error (out of descriptors) tries accepting again.
+    AcceptRetry,
+}
+
+/// Reads one resource does per readiness event before letting the others have a turn.
+pub(crate) const READ_BUDGET: usize = 64;
+
 /// What the event thread's handlers work with.
 pub(crate) struct Cx<'a> {
     pub shared: &'a Shared,
     pub input: &'a mut [u8],
     pub callback: &'a mut dyn FnMut(NetEvent<'_>),
+    /// Resources that used their read budget and must be read again next turn.
+    pub again: &'a mut Vec<ResourceId>,
 }
 
 impl Cx<'_> {
@@ -267,7 +333,10 @@ pub(crate) struct Shared {
     /// Removed by the application, still flushing what it had queued.
     closing: Mutex<HashMap<ResourceId, Arc<Resource>>>,
     /// Deadlines set since the processor last looked.
-    new_deadlines: Mutex<Vec<(Time, ResourceId)>>,
+    new_deadlines: Mutex<Vec<(Time, ResourceId, Deadline)>>,
+    /// Resources the application removed since the processor last polled: events already
+    /// gathered for them must not be handed out.
+    removed: Mutex<Vec<ResourceId>>,
     clock: Clock,
 }
 
@@ -297,21 +366,16 @@ impl Shared {
     }
 
     /// Asks the event thread to call `on_deadline` for `id` after `delay`.
-    pub fn set_deadline(&self, id: ResourceId, delay: Duration) {
+    pub fn set_deadline(&self, id: ResourceId, delay: Duration, kind: Deadline) {
         let deadline = self.clock.now().after(delay);
-        lock(&self.new_deadlines).push((deadline, id));
+        lock(&self.new_deadlines).push((deadline, id, kind));
         self.wake();
     }
 
-    /// A lingering resource finished flushing (or ran out of time).
+    /// A lingering resource finished flushing (or ran out of time). Idempotent.
     pub fn finish_close(&self, id: ResourceId) {
         if let Some(resource) = lock(&self.closing).remove(&id) {
-            if let Resource::Stream(c) = &*resource {
-                let _ = c.stream.shutdown(std::net::Shutdown::Both);
-            }
-            if let Resource::Ws(c) = &*resource {
-                c.shutdown();
-            }
+            resource.shutdown();
         }
     }
 
@@ -406,7 +470,7 @@ impl Controller {
         );
         self.shared.add(id, Resource::Stream(connection))?;
         if !sync {
-            self.shared.set_deadline(id, options.connect_timeout);
+            self.shared.set_deadline(id, options.connect_timeout, Deadline::Connect);
         }
         Ok((endpoint, local))
     }
@@ -448,7 +512,8 @@ impl Controller {
         };
         let listener = socket::tcp_listen(addr, &accept.options).map_err(|e| context(e, what))?;
         let local = listener.local_addr()?;
-        self.shared.add(id, Resource::Listener(stream::Listener { id, listener, accept }))?;
+        let listener = stream::Listener { id, listener, accept, closed: Default::default() };
+        self.shared.add(id, Resource::Listener(listener))?;
         Ok((id, local))
     }
 
@@ -466,25 +531,42 @@ impl Controller {
     }
 
     pub fn remove(&self, id: ResourceId) -> bool {
-        let Some(resource) = self.shared.forget(id) else { return false };
+        let Some(resource) = self.shared.get(id) else { return false };
+        lock(&self.shared.removed).push(id);
         let linger = match &*resource {
             Resource::Stream(c) => c.close_by_app(),
             Resource::Ws(c) => c.close_by_app(),
-            Resource::UdpLocal(u) => {
-                u.close();
+            other => {
+                other.shutdown();
                 false
             }
-            Resource::UdpRemote(u) => {
-                u.close();
-                false
-            }
-            Resource::Listener(_) => false,
         };
         if linger {
-            lock(&self.shared.closing).insert(id, resource);
-            self.shared.set_deadline(id, LINGER);
+            // Findable in `closing` before it leaves `resources`: no writable edge is lost.
+            lock(&self.shared.closing).insert(id, resource.clone());
+            self.shared.set_deadline(id, LINGER, Deadline::Linger);
+        }
+        self.shared.forget(id);
+        if linger && !resource.has_queued() {
+            // The event thread flushed it meanwhile.
+            self.shared.finish_close(id);
         }
         true
+    }
+
+    /// Whether the application removed `id` since the processor last polled.
+    pub fn was_removed(&self, id: ResourceId) -> bool {
+        lock(&self.shared.removed).contains(&id)
+    }
+
+    /// A wake-up for the event thread that does not keep the network alive.
+    pub fn weak_waker(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let shared = Arc::downgrade(&self.shared);
+        Arc::new(move || {
+            if let Some(shared) = shared.upgrade() {
+                shared.wake();
+            }
+        })
     }
 
     pub fn is_ready(&self, id: ResourceId) -> Option<bool> {
@@ -510,31 +592,48 @@ pub(crate) struct Processor {
     events: Events,
     shared: Arc<Shared>,
     input: Box<[u8]>,
-    deadlines: BTreeSet<(Time, ResourceId)>,
+    deadlines: BTreeSet<(Time, ResourceId, Deadline)>,
+    /// Resources to read again this turn (they used their read budget last turn).
+    again: Vec<ResourceId>,
 }
 
 impl Drop for Processor {
     /// The event thread is going away and nothing will flush send queues any more: write what
-    /// was accepted with `SendStatus::Sent`, blocking for at most [`LINGER`] in all, as
-    /// message-io's synchronous sends would have.
+    /// was accepted with `SendStatus::Sent`, waiting for writability for at most [`LINGER`] in
+    /// all, as message-io's synchronous sends would have.
     fn drop(&mut self) {
         let give_up = self.shared.clock.now().after(LINGER);
-        let mut pending: Vec<Arc<Resource>> = self
+        let mut waiting: Vec<Arc<Resource>> = self
             .shared
             .resources
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
+            .chain(lock(&self.shared.closing).values())
+            .filter(|r| r.has_queued())
             .cloned()
             .collect();
-        pending.extend(lock(&self.shared.closing).drain().map(|(_, r)| r));
-        for resource in pending {
+        loop {
+            waiting.retain(|r| {
+                r.flush_now();
+                r.has_queued()
+            });
             let left = self.shared.clock.now().until(give_up);
-            match &*resource {
-                Resource::Stream(c) => c.flush_blocking(left),
-                Resource::Ws(c) => c.flush_blocking(left),
-                _ => (),
+            if waiting.is_empty() || left.is_zero() {
+                break;
             }
+            if self.poll.poll(&mut self.events, Some(left)).is_err() {
+                break;
+            }
+        }
+        if !waiting.is_empty() {
+            log::warn!(
+                "{} connections closed with unsent data: their peers did not read",
+                waiting.len()
+            );
+        }
+        for (_, resource) in lock(&self.shared.closing).drain() {
+            resource.shutdown();
         }
     }
 }
@@ -548,22 +647,28 @@ impl Processor {
         callback: &mut dyn FnMut(NetEvent<'_>),
     ) {
         self.deadlines.extend(lock(&self.shared.new_deadlines).drain(..));
+        lock(&self.shared.removed).clear();
         let now = self.shared.clock.now();
-        let timeout = match self.deadlines.first() {
-            Some((deadline, _)) => {
+        let mut timeout = match self.deadlines.first() {
+            Some((deadline, ..)) => {
                 let until = now.until(*deadline);
                 Some(timeout.map_or(until, |t| t.min(until)))
             }
             None => timeout,
         };
+        let read_again = std::mem::take(&mut self.again);
+        if !read_again.is_empty() {
+            timeout = Some(Duration::ZERO);
+        }
         if let Err(e) = self.poll.poll(&mut self.events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 log::error!("poll failed: {e}");
             }
+            self.again = read_again;
             return;
         }
-        let Processor { events, shared, input, .. } = self;
-        let mut cx = Cx { shared, input, callback };
+        let Processor { events, shared, input, again, .. } = self;
+        let mut cx = Cx { shared, input, callback, again };
         for event in events.iter() {
             if event.token() == WAKER {
                 continue;
@@ -573,19 +678,29 @@ impl Processor {
                 resource.on_event(event, &mut cx);
             }
         }
+        for id in read_again {
+            if let Some(resource) = cx.shared.get(id) {
+                resource.on_readable_again(&mut cx);
+            }
+        }
         self.expire_deadlines(callback);
     }
 
     fn expire_deadlines(&mut self, callback: &mut dyn FnMut(NetEvent<'_>)) {
         let now = self.shared.clock.now();
-        while let Some(&(deadline, id)) = self.deadlines.first() {
+        while let Some(&(deadline, id, kind)) = self.deadlines.first() {
             if deadline > now {
                 break;
             }
             self.deadlines.pop_first();
             if let Some(resource) = self.shared.get_or_closing(id) {
-                let mut cx = Cx { shared: &self.shared, input: &mut self.input, callback };
-                resource.on_deadline(id, &mut cx);
+                let mut cx = Cx {
+                    shared: &self.shared,
+                    input: &mut self.input,
+                    callback,
+                    again: &mut self.again,
+                };
+                resource.on_deadline(id, kind, &mut cx);
             }
         }
     }

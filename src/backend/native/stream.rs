@@ -1,6 +1,6 @@
 //! `Tcp` and `FramedTcp` connections, and the listener shared with `Ws`.
 
-use super::{Cx, Resource, Shared, State};
+use super::{Cx, Deadline, READ_BUDGET, Resource, Shared, State};
 use crate::core::framing::{FrameDecoder, MAX_ENCODED_SIZE, encode_len};
 use crate::core::outbox::Outbox;
 use crate::network::{Endpoint, NetEvent, ResourceId, SendStatus, Transport};
@@ -9,7 +9,11 @@ use mio::net::{TcpListener, TcpStream};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// How soon a listener that failed to accept tries again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// How a connection frames what it sends and receives.
 pub(crate) enum Framing {
@@ -98,8 +102,7 @@ impl Connection {
             } else {
                 (&[][..], &data[written - header.len()..])
             };
-            // The queue is empty, so this cannot be refused.
-            let _ = out.push(&[rest_header, rest_data]);
+            out.push_remainder(&[rest_header, rest_data]);
         }
         SendStatus::Sent
     }
@@ -123,24 +126,10 @@ impl Connection {
         empty
     }
 
-    /// Writes what is queued, blocking for at most `timeout`: for when no event thread is left
-    /// to flush it.
-    pub fn flush_blocking(&self, timeout: Duration) {
-        if !self.has_queued() {
-            return;
-        }
-        with_blocking(&self.stream, timeout, || {
-            self.flush();
-        });
-        if self.state.is_closed() {
-            let _ = self.stream.shutdown(Shutdown::Both);
-        }
-    }
-
     /// Calls `notify` once the send queue has room (now, if it has).
     pub fn when_writable(&self, notify: Box<dyn FnOnce() + Send>) {
         let out = lock(&self.out);
-        if out.is_full() && !self.state.is_closed() {
+        if !out.is_below_low_water() && !self.state.is_closed() {
             // Registered under the queue's lock, so a flush cannot slip in between.
             self.on_drained.push(notify);
         } else {
@@ -173,9 +162,14 @@ impl Connection {
         }
     }
 
-    fn read_all(&self, cx: &mut Cx<'_>) {
-        let Cx { shared, input, callback } = cx;
-        loop {
+    /// Reads until the socket is drained or the read budget is spent (then it is read again
+    /// next turn, so one busy peer cannot starve the others).
+    pub fn read_all(&self, cx: &mut Cx<'_>) {
+        let Cx { shared, input, callback, again } = cx;
+        for _ in 0..READ_BUDGET {
+            if self.state.is_closed() {
+                return;
+            }
             match (&self.stream).read(input) {
                 Ok(0) => return self.disconnect(shared, callback, "closed by the peer"),
                 Ok(n) => {
@@ -193,15 +187,13 @@ impl Connection {
                             }
                         }
                     }
-                    if self.state.is_closed() {
-                        return;
-                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => return self.disconnect(shared, callback, &e.to_string()),
             }
         }
+        again.push(self.endpoint.resource_id());
     }
 
     fn disconnect(&self, shared: &Shared, callback: &mut dyn FnMut(NetEvent<'_>), reason: &str) {
@@ -218,11 +210,16 @@ impl Connection {
     /// Closes on the application's request. Returns whether queued bytes still need flushing.
     pub fn close_by_app(&self) -> bool {
         self.state.close();
+        self.on_drained.notify_all();
         if self.has_queued() {
             return true;
         }
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.shutdown();
         false
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
 
@@ -231,11 +228,19 @@ pub(crate) struct Listener {
     pub id: ResourceId,
     pub listener: TcpListener,
     pub accept: super::AcceptConfig,
+    pub closed: AtomicBool,
 }
 
 impl Listener {
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
     pub fn on_event(&self, cx: &mut Cx<'_>) {
-        loop {
+        for _ in 0..READ_BUDGET {
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
             match self.listener.accept() {
                 Ok((stream, addr)) => self.accepted(stream, addr, cx),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -248,11 +253,15 @@ impl Listener {
                     continue;
                 }
                 Err(e) => {
-                    log::warn!("listener {} failed to accept: {e}", self.id);
+                    // Typically out of descriptors: the backlog waits, so try again shortly
+                    // (no new readiness edge may ever come).
+                    log::warn!("listener {} failed to accept: {e}; retrying", self.id);
+                    cx.shared.set_deadline(self.id, ACCEPT_RETRY, Deadline::AcceptRetry);
                     return;
                 }
             }
         }
+        cx.again.push(self.id);
     }
 
     fn accepted(&self, stream: TcpStream, addr: SocketAddr, cx: &mut Cx<'_>) {
@@ -286,24 +295,11 @@ impl Listener {
             return;
         }
         if is_ws {
-            cx.shared.set_deadline(id, options.connect_timeout);
+            cx.shared.set_deadline(id, options.connect_timeout, Deadline::Connect);
         } else {
             (cx.callback)(NetEvent::Accepted(endpoint, self.id));
         }
     }
-}
-
-/// Runs `f` with `stream` in blocking mode with a write timeout, then restores it.
-pub(crate) fn with_blocking(stream: &TcpStream, timeout: Duration, f: impl FnOnce()) {
-    let socket = socket2::SockRef::from(stream);
-    if timeout.is_zero() || socket.set_nonblocking(false).is_err() {
-        return;
-    }
-    if socket.set_write_timeout(Some(timeout)).is_ok() {
-        f();
-    }
-    let _ = socket.set_write_timeout(None);
-    let _ = socket.set_nonblocking(true);
 }
 
 /// Callbacks waiting for a send queue to drain.

@@ -1,6 +1,6 @@
 //! `Udp` sockets: listeners (many peers, one socket) and connected sockets (one peer).
 
-use super::Cx;
+use super::{Cx, READ_BUDGET};
 use crate::adapters::udp::MAX_LOCAL_PAYLOAD_LEN;
 use crate::network::{Endpoint, NetEvent, ResourceId, SendStatus};
 use mio::net::UdpSocket;
@@ -41,6 +41,10 @@ impl Local {
         Self { id, socket, closed: AtomicBool::new(false) }
     }
 
+    fn resource_id(&self) -> ResourceId {
+        self.id
+    }
+
     pub fn send_to(&self, addr: SocketAddr, data: &[u8]) -> SendStatus {
         if data.len() > MAX_LOCAL_PAYLOAD_LEN {
             return SendStatus::MaxPacketSizeExceeded;
@@ -50,7 +54,10 @@ impl Local {
 
     pub fn on_event(&self, cx: &mut Cx<'_>) {
         let mut errors = 0;
-        while !self.closed.load(Ordering::Acquire) {
+        for _ in 0..READ_BUDGET {
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
             match self.socket.recv_from(cx.input) {
                 Ok((n, from)) => {
                     (cx.callback)(NetEvent::Message(Endpoint::new(self.id, from), &cx.input[..n]))
@@ -67,6 +74,7 @@ impl Local {
                 }
             }
         }
+        cx.again.push(self.resource_id());
     }
 
     pub fn close(&self) {
@@ -87,6 +95,10 @@ impl Remote {
         Self { endpoint, socket, announced: AtomicBool::new(false), closed: AtomicBool::new(false) }
     }
 
+    fn resource_id(&self) -> ResourceId {
+        self.endpoint.resource_id()
+    }
+
     pub fn send(&self, data: &[u8]) -> SendStatus {
         if data.len() > MAX_LOCAL_PAYLOAD_LEN {
             return SendStatus::MaxPacketSizeExceeded;
@@ -104,7 +116,10 @@ impl Remote {
             (cx.callback)(NetEvent::Connected(self.endpoint, true));
         }
         let mut errors = 0;
-        while !self.closed.load(Ordering::Acquire) {
+        for _ in 0..READ_BUDGET {
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
             match self.socket.recv(cx.input) {
                 Ok(n) => (cx.callback)(NetEvent::Message(self.endpoint, &cx.input[..n])),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -118,6 +133,7 @@ impl Remote {
                 }
             }
         }
+        cx.again.push(self.resource_id());
     }
 
     pub fn close(&self) {

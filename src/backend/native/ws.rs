@@ -2,7 +2,7 @@
 //! binary (and text) messages.
 
 use super::stream::{Waiters, lock};
-use super::{Cx, Shared, State, connect_result, resolve, socket};
+use super::{Cx, Deadline, READ_BUDGET, Shared, State, connect_result, resolve, socket};
 use crate::adapters::ws::{DEFAULT_PATH, MAX_PAYLOAD_LEN};
 use crate::adapters::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_SEND_QUEUE_LIMIT, StreamOptions};
 use crate::network::{Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus};
@@ -12,8 +12,8 @@ use mio::{Interest, Registry, Token};
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::MidHandshake;
 use tungstenite::handshake::client::Request;
@@ -51,6 +51,11 @@ pub(crate) struct Connection {
     listener: Option<ResourceId>,
     pub state: State,
     phase: Mutex<Phase>,
+    /// Bytes handed to tungstenite since its buffer was last flushed completely.
+    queued: AtomicUsize,
+    /// A flush could not finish: bytes wait in tungstenite's buffer.
+    unflushed: AtomicBool,
+    /// A send was refused with `QueueFull`.
     blocked: AtomicBool,
     on_drained: Waiters,
 }
@@ -62,6 +67,8 @@ impl Connection {
             listener,
             state,
             phase: Mutex::new(phase),
+            queued: AtomicUsize::new(0),
+            unflushed: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
             on_drained: Waiters::default(),
         }
@@ -94,6 +101,11 @@ impl Connection {
         }
         let mut phase = lock(&self.phase);
         let Phase::Open(ws) = &mut *phase else { return SendStatus::ResourceNotFound };
+        if self.queued.load(Ordering::Acquire) >= DEFAULT_SEND_QUEUE_LIMIT {
+            self.blocked.store(true, Ordering::Release);
+            return SendStatus::QueueFull;
+        }
+        self.queued.fetch_add(data.len(), Ordering::AcqRel);
         match ws.write(Message::Binary(Bytes::copy_from_slice(data))) {
             Ok(()) => (),
             Err(WsError::WriteBufferFull(_)) => {
@@ -107,7 +119,7 @@ impl Connection {
             }
         }
         // A flush that would block finishes when the socket is writable again.
-        let _ = ws.flush();
+        self.flush(ws);
         SendStatus::Sent
     }
 
@@ -126,34 +138,31 @@ impl Connection {
     fn flush(&self, ws: &mut WebSocket<TcpStream>) -> bool {
         match ws.flush() {
             Ok(()) => {
+                self.queued.store(0, Ordering::Release);
+                self.unflushed.store(false, Ordering::Release);
                 if self.blocked.swap(false, Ordering::AcqRel) {
                     self.on_drained.notify_all();
                 }
                 true
             }
-            Err(_) => false,
+            Err(_) => {
+                // WouldBlock: the rest goes on writability. Other errors: reading reports them.
+                self.unflushed.store(true, Ordering::Release);
+                false
+            }
         }
     }
 
-    /// Writes what tungstenite buffered, blocking for at most `timeout`: for when no event
-    /// thread is left to flush it.
-    pub fn flush_blocking(&self, timeout: Duration) {
-        let mut phase = lock(&self.phase);
-        if let Phase::Open(ws) = &mut *phase {
-            let stream = ws.get_ref();
-            let socket = socket2::SockRef::from(stream);
-            if timeout.is_zero() || socket.set_nonblocking(false).is_err() {
-                return;
-            }
-            let _ = socket.set_write_timeout(Some(timeout));
-            let _ = ws.flush();
-            let socket = socket2::SockRef::from(ws.get_ref());
-            let _ = socket.set_write_timeout(None);
-            let _ = socket.set_nonblocking(true);
-            if self.state.is_closed() {
-                let _ = ws.get_ref().shutdown(Shutdown::Both);
-            }
+    /// Writes what can be written now, without blocking.
+    pub fn flush_now(&self) {
+        if let Phase::Open(ws) = &mut *lock(&self.phase) {
+            self.flush(ws);
         }
+    }
+
+    /// Whether bytes accepted by `send` (or a Close frame) still wait to be written.
+    pub fn has_queued(&self) -> bool {
+        self.unflushed.load(Ordering::Acquire)
     }
 
     pub fn on_event(&self, event: &Event, cx: &mut Cx<'_>) {
@@ -249,8 +258,12 @@ impl Connection {
             Ok(ws) => {
                 *phase = Phase::Open(ws);
                 drop(phase);
+                let listener = self.listener.unwrap_or(self.endpoint.resource_id());
+                if cx.shared.get(listener).is_none() {
+                    // The listener was removed during the handshake.
+                    return self.abandon(cx.shared, "listener removed during the handshake");
+                }
                 if self.state.set_ready() {
-                    let listener = self.listener.unwrap_or(self.endpoint.resource_id());
                     (cx.callback)(NetEvent::Accepted(self.endpoint, listener));
                     // Frames sent right behind the request are already buffered.
                     self.read_all(cx);
@@ -276,8 +289,13 @@ impl Connection {
         }
     }
 
-    fn read_all(&self, cx: &mut Cx<'_>) {
-        loop {
+    /// Reads until the socket is drained or the read budget is spent (then it is read again
+    /// next turn).
+    pub fn read_all(&self, cx: &mut Cx<'_>) {
+        for _ in 0..READ_BUDGET {
+            if self.state.is_closed() {
+                return;
+            }
             let message = {
                 let mut phase = lock(&self.phase);
                 let Phase::Open(ws) = &mut *phase else { return };
@@ -296,15 +314,14 @@ impl Connection {
                     (cx.callback)(NetEvent::Message(self.endpoint, text.as_bytes()))
                 }
                 Ok(_) => (), // ping, pong, close: tungstenite answers them
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => (),
                 Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
                     return self.disconnect(cx, "closed by the peer");
                 }
                 Err(e) => return self.disconnect(cx, &e.to_string()),
             }
-            if self.state.is_closed() {
-                return;
-            }
         }
+        cx.again.push(self.endpoint.resource_id());
     }
 
     fn disconnect(&self, cx: &mut Cx<'_>, reason: &str) {
@@ -330,21 +347,21 @@ impl Connection {
     /// needs flushing.
     pub fn close_by_app(&self) -> bool {
         self.state.close();
+        self.on_drained.notify_all();
         let mut phase = lock(&self.phase);
         if let Phase::Open(ws) = &mut *phase {
             let _ = ws.close(None);
-            match ws.flush() {
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                _ => {
-                    let _ = ws.get_ref().shutdown(Shutdown::Both);
-                }
+            if !self.flush(ws) && self.has_queued() {
+                return true;
             }
+            let _ = ws.get_ref().shutdown(Shutdown::Both);
         }
         *phase = Phase::Done;
         false
     }
 
-    pub fn on_deadline(&self, cx: &mut Cx<'_>) {
+    /// The connect (client) or handshake (server) took too long.
+    pub fn on_connect_deadline(&self, cx: &mut Cx<'_>) {
         if self.state.is_connecting() {
             match self.listener {
                 Some(_) => self.abandon(
@@ -353,8 +370,6 @@ impl Connection {
                 ),
                 None => cx.fail_connect(&self.state, self.endpoint, "connect timed out"),
             }
-        } else if self.state.is_closed() {
-            cx.shared.finish_close(self.endpoint.resource_id());
         }
     }
 }
@@ -421,7 +436,7 @@ pub(crate) fn connect(
     };
     shared.add(id, super::Resource::Ws(connection))?;
     if !sync {
-        shared.set_deadline(id, DEFAULT_CONNECT_TIMEOUT);
+        shared.set_deadline(id, DEFAULT_CONNECT_TIMEOUT, Deadline::Connect);
     }
     Ok((endpoint, local))
 }
@@ -450,7 +465,10 @@ fn handshake_blocking(mut stream: TcpStream, request: Request) -> io::Result<Web
                 if left.is_zero() {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"));
                 }
-                poll.poll(&mut events, Some(left))?;
+                match poll.poll(&mut events, Some(left)) {
+                    Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+                    _ => (),
+                }
                 result = mid.handshake();
             }
         }
