@@ -129,7 +129,7 @@ fn slow_peer_fills_a_bounded_queue_and_send_never_blocks() {
 
     let mut next = 0u32;
     let mut accepted_before_full = None;
-    let mut send_until_full = |next: &mut u32| -> bool {
+    let send_until_full = |next: &mut u32| -> bool {
         while *next < MESSAGES {
             match handler.network().send(endpoint, &util::payload(*next, RECORD)) {
                 SendStatus::Sent => *next += 1,
@@ -170,7 +170,7 @@ fn huge_or_endless_frame_headers_end_only_that_connection() {
     let (_, addr) = handler.network().listen(Transport::FramedTcp, "127.0.0.1:0").unwrap();
     let mut huge = TcpStream::connect(addr).unwrap();
     let mut header = [0; 10];
-    huge.write_all(portnet::util::encoding::encode_size(&vec![0; 0], &mut header)).unwrap();
+    huge.write_all(portnet::util::encoding::encode_size(&[], &mut header)).unwrap();
     // 2^40 announced: 0x80 0x80 0x80 0x80 0x80 0x20.
     huge.write_all(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 1, 2, 3]).unwrap();
     let mut endless = TcpStream::connect(addr).unwrap();
@@ -277,7 +277,7 @@ fn ws_frames_that_arrive_together_are_delivered_at_once() {
     let (handler, listener) = node::split::<()>();
     let watchdog = Watchdog::new(&handler);
     let (_, addr) = handler.network().listen(Transport::Ws, "127.0.0.1:0").unwrap();
-    let mut bytes = format!(
+    let bytes = format!(
         "GET /message-io-default HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
          Sec-WebSocket-Version: 13\r\n\r\n"
