@@ -22,7 +22,6 @@ use std::time::Duration;
 /// assert_eq!(receiver.receive(), "now");
 /// assert_eq!(receiver.receive(), "later");
 /// ```
-#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub fn split<E: Send + 'static>() -> (EventSender<E>, EventReceiver<E>) {
     split_with_clock(Clock::system())
 }

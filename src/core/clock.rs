@@ -29,6 +29,9 @@ pub(crate) enum Clock {
     /// The monotonic system clock.
     #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
     System(std::time::Instant),
+    /// The browser's clock (milliseconds since the epoch at the origin).
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    Browser(f64),
     /// A clock that moves only when told to (virtual time, tests).
     // Used by the simulator and by core unit tests.
     #[allow(dead_code)]
@@ -40,6 +43,12 @@ impl Clock {
     #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
     pub fn system() -> Clock {
         Clock::System(std::time::Instant::now())
+    }
+
+    /// The clock of a browser node: `std::time::Instant` panics on this target.
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    pub fn system() -> Clock {
+        Clock::Browser(js_sys::Date::now())
     }
 
     /// A manual clock starting at zero, and the handle that moves it.
@@ -54,6 +63,10 @@ impl Clock {
         match self {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Clock::System(origin) => Time(origin.elapsed()),
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Clock::Browser(origin) => {
+                Time(Duration::from_secs_f64(((js_sys::Date::now() - origin) / 1000.0).max(0.0)))
+            }
             Clock::Manual(now) => Time(*now.lock().unwrap_or_else(|e| e.into_inner())),
         }
     }

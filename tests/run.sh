@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole suite, from a fresh machine: installs what it needs, then checks, tests, runs the
+# demo and a short benchmark pass. `.ci/run` calls this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "toolchain: rustfmt, clippy, wasm32 target"
+rustup component add rustfmt clippy
+rustup target add wasm32-unknown-unknown
+
+step "format"
+cargo fmt --check
+
+step "clippy, native (all targets)"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "clippy, browser build (wasm32-unknown-unknown)"
+cargo clippy --locked --lib --target wasm32-unknown-unknown -- -D warnings
+
+step "docs"
+RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps
+
+step "tests"
+cargo test --locked --no-fail-fast
+
+step "demo"
+cargo run --locked --example demo
+
+step "benchmarks, short mode (checks they run; numbers are in docs/performance.md)"
+PORTNET_BENCH_QUICK=1 cargo bench --locked --bench transports
