@@ -205,3 +205,49 @@ pub fn exchange(
     });
     watchdog.check(&format!("{transport}: {finished}/{clients} clients got their echoes"));
 }
+
+/// Runs the calling test in a network namespace of its own, where multicast can go nowhere but
+/// a veth pair inside it (interface index in `PORTNET_TEST_IFINDEX`). Returns true when the caller is inside it and should run its body;
+/// outside, it re-runs exactly this test under `unshare --net` and checks that it passed.
+///
+/// Without permission to create namespaces the test is skipped with a message.
+pub fn in_own_network_namespace(test: &str) -> bool {
+    const INSIDE: &str = "PORTNET_TEST_NETNS";
+    if std::env::var_os(INSIDE).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    // A veth pair of its own carries the groups (loopback does no IPv6 multicast); without
+    // duplicate address detection its link-local address is usable at once.
+    let script = format!(
+        "sysctl -qw net.ipv6.conf.default.accept_dad=0 && ip link set lo up && \
+         ip link add pn0 type veth peer name pn1 && ip link set pn0 up && ip link set pn1 up && \
+         ip route add 224.0.0.0/4 dev pn0 && \
+         PORTNET_TEST_IFINDEX=$(ip -o link show pn0 | cut -d: -f1) \
+         exec '{}' --exact '{test}' --nocapture --test-threads=1",
+        exe.display()
+    );
+    let output = std::process::Command::new("unshare")
+        .args(["--net", "--", "sh", "-c", &script])
+        .env(INSIDE, "1")
+        .output();
+    match output {
+        Ok(out) if out.status.success() => {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                stdout.contains("1 passed"),
+                "{test} did not run inside the namespace:\n{stdout}"
+            );
+        }
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("unshare failed") => {
+            eprintln!("SKIPPED {test}: this machine forbids network namespaces");
+        }
+        Ok(out) => panic!(
+            "{test} failed inside its network namespace:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!("cannot run unshare (util-linux) for {test}: {e}"),
+    }
+    false
+}

@@ -163,8 +163,13 @@ pub(crate) fn udp_listen(
             socket.bind(&SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port()).into())?;
         }
         Some(IpAddr::V6(group)) => {
+            // The address's scope id names the interface (0: the system's choice).
+            let interface = match addr {
+                SocketAddr::V6(v6) => v6.scope_id(),
+                SocketAddr::V4(_) => 0,
+            };
             socket.set_only_v6(true)?;
-            socket.join_multicast_v6(&group, 0)?;
+            socket.join_multicast_v6(&group, interface)?;
             socket.set_multicast_loop_v6(true)?;
             socket.bind(&SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), addr.port()).into())?;
         }
