@@ -192,3 +192,38 @@ fn host_names_resolve() {
         drop(task);
     }
 }
+
+#[test]
+fn stream_options_are_applied() {
+    use portnet::adapters::tcp::{TcpConnectConfig, TcpKeepalive};
+    use portnet::network::TransportConnect;
+    use std::time::Duration;
+
+    let (handler, listener) = node::split::<()>();
+    let watchdog = Watchdog::new(&handler);
+    let (_, addr) = handler.network().listen(Transport::Tcp, "127.0.0.1:0").unwrap();
+    let source = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    let config = TcpConnectConfig::default()
+        .with_source_address(source)
+        .with_keepalive(keepalive)
+        .with_reuse_address()
+        .with_bind_device("lo".into());
+    handler.network().connect_with(TransportConnect::Tcp(config), addr).unwrap();
+    let mut accepted_from = None;
+    listener.for_each(|event| {
+        if let NodeEvent::Network(NetEvent::Accepted(endpoint, _)) = event {
+            accepted_from = Some(endpoint.addr());
+            handler.stop();
+        }
+    });
+    watchdog.check("accept");
+    assert_eq!(accepted_from, Some(source), "the source address was not used");
+
+    let bad_device = TcpConnectConfig::default().with_bind_device("no-such-dev0".into());
+    let err = handler.network().connect_with(TransportConnect::Tcp(bad_device), addr).unwrap_err();
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}

@@ -21,10 +21,10 @@ use crate::core::framing::{self, Header};
 pub use crate::core::framing::{FrameError, MAX_ENCODED_SIZE};
 
 /// Splits a byte stream into frames. `Decoder::default()` accepts any frame size, as
-/// message-io's did; [`Decoder::with_max_frame_size`] bounds what a peer can make it buffer.
+/// message-io's did; `Decoder::with_max_frame_size` bounds what a peer can make it buffer.
 /// Unlike message-io's, `decode` returns an error for a frame over the maximum or a malformed
 /// prefix instead of buffering or panicking.
-pub type Decoder = framing::FrameDecoder;
+pub use crate::core::framing::FrameDecoder as Decoder;
 
 /// The prefix to send before `message`, written into `buf`.
 pub fn encode_size<'a>(message: &[u8], buf: &'a mut [u8; MAX_ENCODED_SIZE]) -> &'a [u8] {
