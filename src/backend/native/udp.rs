@@ -41,10 +41,6 @@ impl Local {
         Self { id, socket, closed: AtomicBool::new(false) }
     }
 
-    fn resource_id(&self) -> ResourceId {
-        self.id
-    }
-
     pub fn send_to(&self, addr: SocketAddr, data: &[u8]) -> SendStatus {
         if data.len() > MAX_LOCAL_PAYLOAD_LEN {
             return SendStatus::MaxPacketSizeExceeded;
@@ -53,28 +49,7 @@ impl Local {
     }
 
     pub fn on_event(&self, cx: &mut Cx<'_>) {
-        let mut errors = 0;
-        for _ in 0..READ_BUDGET {
-            if self.closed.load(Ordering::Acquire) {
-                return;
-            }
-            match self.socket.recv_from(cx.input) {
-                Ok((n, from)) => {
-                    (cx.callback)(NetEvent::Message(Endpoint::new(self.id, from), &cx.input[..n]))
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // ICMP errors for earlier sends surface here; they end nothing.
-                    log::debug!("Udp listener {} receive: {e}", self.id);
-                    errors += 1;
-                    if errors > MAX_ERRORS_PER_EVENT {
-                        return;
-                    }
-                }
-            }
-        }
-        cx.again.push(self.resource_id());
+        receive_all(&self.socket, self.id, None, &self.closed, cx);
     }
 
     pub fn close(&self) {
@@ -115,28 +90,47 @@ impl Remote {
         if !self.announced.swap(true, Ordering::AcqRel) && !self.closed.load(Ordering::Acquire) {
             (cx.callback)(NetEvent::Connected(self.endpoint, true));
         }
-        let mut errors = 0;
-        for _ in 0..READ_BUDGET {
-            if self.closed.load(Ordering::Acquire) {
-                return;
-            }
-            match self.socket.recv(cx.input) {
-                Ok(n) => (cx.callback)(NetEvent::Message(self.endpoint, &cx.input[..n])),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!("Udp {} receive: {e}", self.endpoint);
-                    errors += 1;
-                    if errors > MAX_ERRORS_PER_EVENT {
-                        return;
-                    }
-                }
-            }
-        }
-        cx.again.push(self.resource_id());
+        receive_all(&self.socket, self.resource_id(), Some(self.endpoint.addr()), &self.closed, cx);
     }
 
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
     }
+}
+
+/// Receives datagrams until the socket is drained, the read budget is spent (it is read again
+/// next turn) or the resource is removed. `peer` is the connected peer, if any. Errors (ICMP
+/// reports for earlier sends surface here) end nothing.
+fn receive_all(
+    socket: &UdpSocket,
+    id: ResourceId,
+    peer: Option<SocketAddr>,
+    closed: &AtomicBool,
+    cx: &mut Cx<'_>,
+) {
+    let mut errors = 0;
+    for _ in 0..READ_BUDGET {
+        if closed.load(Ordering::Acquire) {
+            return;
+        }
+        let received = match peer {
+            Some(peer) => socket.recv(cx.input).map(|n| (n, peer)),
+            None => socket.recv_from(cx.input),
+        };
+        match received {
+            Ok((n, from)) => {
+                (cx.callback)(NetEvent::Message(Endpoint::new(id, from), &cx.input[..n]))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::debug!("Udp {id} receive: {e}");
+                errors += 1;
+                if errors > MAX_ERRORS_PER_EVENT {
+                    return;
+                }
+            }
+        }
+    }
+    cx.again.push(id);
 }
