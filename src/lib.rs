@@ -41,4 +41,6 @@ mod core;
 pub mod events;
 pub mod network;
 pub mod node;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub mod sim;
 pub mod util;

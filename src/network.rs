@@ -33,6 +33,15 @@ pub fn split() -> (NetworkController, NetworkProcessor) {
     (NetworkController { backend: controller }, NetworkProcessor { backend: processor })
 }
 
+/// A network on the given driver (the simulator makes its nodes' networks this way).
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub(crate) fn split_on(
+    controller: backend::Controller,
+    processor: backend::Processor,
+) -> (NetworkController, NetworkProcessor) {
+    (NetworkController { backend: controller }, NetworkProcessor { backend: processor })
+}
+
 /// Connects, listens, sends and removes. Cheap to clone; usable from any thread.
 #[derive(Clone)]
 pub struct NetworkController {

@@ -132,7 +132,16 @@ impl<S> From<NodeEvent<'_, S>> for StoredNodeEvent<S> {
 /// ```
 pub fn split<S: Send>() -> (NodeHandler<S>, NodeListener<S>) {
     let (network, processor) = network::split();
-    let (signals, receiver) = events::split_with_clock(crate::core::clock::Clock::system());
+    split_on(network, processor, crate::core::clock::Clock::system())
+}
+
+/// A node over the given network and clock: every backend's nodes are made here.
+pub(crate) fn split_on<S>(
+    network: NetworkController,
+    processor: NetworkProcessor,
+    clock: crate::core::clock::Clock,
+) -> (NodeHandler<S>, NodeListener<S>) {
+    let (signals, receiver) = events::split_with_clock(clock);
     signals.set_waker(network.weak_waker());
     let handler =
         NodeHandler(Arc::new(HandlerInner { network, signals, running: AtomicBool::new(true) }));

@@ -5,6 +5,8 @@
 pub(crate) mod browser;
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub(crate) mod native;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub(crate) mod sim;
 
 use crate::network::{
     Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, TransportConnect, TransportListen,
@@ -18,6 +20,8 @@ use std::time::Duration;
 pub(crate) enum Controller {
     #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
     Native(native::Controller),
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    Sim(sim::Controller),
     #[cfg(all(target_family = "wasm", target_os = "unknown"))]
     Browser(browser::Controller),
 }
@@ -26,6 +30,8 @@ pub(crate) enum Controller {
 pub(crate) enum Processor {
     #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
     Native(native::Processor),
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    Sim(sim::Processor),
     #[cfg(all(target_family = "wasm", target_os = "unknown"))]
     Browser(browser::Processor),
 }
@@ -50,6 +56,8 @@ macro_rules! dispatch {
         match $self {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Self::Native($driver) => $call,
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Sim($driver) => $call,
             #[cfg(all(target_family = "wasm", target_os = "unknown"))]
             Self::Browser($driver) => $call,
         }

@@ -1,0 +1,237 @@
+//! The simulated backend: a node's driver inside a [`crate::sim::World`].
+//!
+//! Each simulated node runs its application on an OS thread of its own, but only while it holds
+//! the world's baton: waiting for events (`process_poll_event`) hands the baton back to the
+//! world, which advances virtual time to the next event and gives the baton to the node it
+//! concerns. So application code blocks and borrows exactly as natively, and only one node runs
+//! at a time, in an order fixed by the seed.
+
+pub(crate) mod world;
+
+use crate::network::{
+    Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, StoredNetEvent, TransportConnect,
+    TransportListen,
+};
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use world::{Core, NodeId, Status};
+
+/// What the world tells a node's thread.
+pub(crate) enum Baton {
+    /// Run until you wait again.
+    Run,
+    /// You crashed: unwind and end.
+    Kill,
+}
+
+/// What a node's thread tells the world when it gives the baton back.
+pub(crate) enum Yielded {
+    Waiting(NodeId),
+    Finished(NodeId),
+    Panicked(NodeId, String),
+}
+
+/// The unwinding payload of a node the world crashed.
+pub(crate) struct Crashed;
+
+thread_local! {
+    /// The world and node this thread runs, if it is a simulated node's thread.
+    pub(crate) static CURRENT: Cell<Option<(u64, NodeId)>> = const { Cell::new(None) };
+}
+
+/// What the world and its nodes share.
+pub(crate) struct Shared {
+    pub id: u64,
+    pub core: Mutex<Core>,
+    pub yields: Mutex<Sender<Yielded>>,
+    pub world_thread: std::thread::ThreadId,
+}
+
+impl Shared {
+    pub fn core(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A simulated node's network controller.
+#[derive(Clone)]
+pub(crate) struct Controller {
+    shared: Arc<Shared>,
+    node: NodeId,
+    baton: Arc<Mutex<Receiver<Baton>>>,
+}
+
+/// A simulated node's event source.
+pub(crate) struct Processor {
+    controller: Controller,
+}
+
+pub(crate) fn split(
+    shared: Arc<Shared>,
+    node: NodeId,
+    baton: Receiver<Baton>,
+) -> (Controller, Processor) {
+    let controller = Controller { shared, node, baton: Arc::new(Mutex::new(baton)) };
+    (controller.clone(), Processor { controller })
+}
+
+impl Controller {
+    /// Simulated nodes are driven by their world: a handler used from a thread the world does
+    /// not know would run outside its schedule and break determinism. Fail loudly instead.
+    fn check_thread(&self) {
+        let here = CURRENT.get();
+        if matches!(here, Some((world, _)) if world == self.shared.id)
+            || std::thread::current().id() == self.shared.world_thread
+        {
+            return;
+        }
+        let name = self.shared.core().nodes[self.node].name.clone();
+        panic!(
+            "portnet sim: the handler of simulated node {name:?} was used from a thread outside \
+             its world; only the world's node threads and the thread that owns the World may \
+             use it (spawned threads would run outside the seeded schedule)"
+        );
+    }
+
+    fn core(&self) -> MutexGuard<'_, Core> {
+        self.check_thread();
+        self.shared.core()
+    }
+
+    pub fn connect_with(
+        &self,
+        config: TransportConnect,
+        addr: RemoteAddr,
+        sync: bool,
+    ) -> io::Result<(Endpoint, SocketAddr)> {
+        let transport = config.transport();
+        let (timeout, max_frame) = match &config {
+            TransportConnect::Tcp(c) => (c.options.connect_timeout, usize::MAX),
+            TransportConnect::FramedTcp(c) => (c.options.connect_timeout, c.max_frame_size),
+            TransportConnect::Udp(_) => (crate::adapters::DEFAULT_CONNECT_TIMEOUT, usize::MAX),
+            TransportConnect::Ws => {
+                (crate::adapters::DEFAULT_CONNECT_TIMEOUT, crate::adapters::ws::MAX_PAYLOAD_LEN)
+            }
+        };
+        let result = self.core().connect(self.node, transport, &addr, timeout, max_frame)?;
+        if sync {
+            // Let the world run until the connect is decided, in virtual time.
+            let id = result.0.resource_id();
+            loop {
+                match self.is_ready(id) {
+                    Some(true) => break,
+                    None => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ConnectionRefused,
+                            format!("{transport} connect to {addr}: refused or timed out"),
+                        ));
+                    }
+                    Some(false) => self.wait(None),
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    pub fn listen_with(
+        &self,
+        config: TransportListen,
+        addr: SocketAddr,
+    ) -> io::Result<(ResourceId, SocketAddr)> {
+        self.core().listen(self.node, config.transport(), addr)
+    }
+
+    pub fn send(&self, endpoint: Endpoint, data: &[u8]) -> SendStatus {
+        self.core().send(self.node, endpoint, data)
+    }
+
+    pub fn remove(&self, id: ResourceId) -> bool {
+        self.core().remove(self.node, id)
+    }
+
+    pub fn is_ready(&self, id: ResourceId) -> Option<bool> {
+        self.core().is_ready(self.node, id)
+    }
+
+    pub fn when_writable(&self, _endpoint: Endpoint, notify: Box<dyn FnOnce() + Send>) {
+        // Simulated links have no send queue limit yet: there is always room.
+        notify()
+    }
+
+    pub fn was_removed(&self, id: ResourceId) -> bool {
+        self.core().nodes[self.node].removed.contains(&id)
+    }
+
+    pub fn weak_waker(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let shared = Arc::downgrade(&self.shared);
+        let node = self.node;
+        Arc::new(move || {
+            let Some(shared) = shared.upgrade() else { return };
+            if CURRENT.get() == Some((shared.id, node)) {
+                return; // the node itself: its loop sees the signal
+            }
+            let mut core = shared.core();
+            if core.nodes[node].status == Status::Waiting {
+                let now = core.now;
+                core.wake_at(node, now);
+            }
+        })
+    }
+
+    pub fn wake(&self) {
+        (self.weak_waker())()
+    }
+
+    /// Gives the baton back to the world until it runs this node again: when an event arrives
+    /// or `timeout` of virtual time passes.
+    fn wait(&self, timeout: Option<Duration>) {
+        {
+            let mut core = self.core();
+            match timeout {
+                Some(timeout) => {
+                    let at = core.now + timeout;
+                    core.wake_at(self.node, at);
+                }
+                None => core.nodes[self.node].wake = None,
+            }
+            core.nodes[self.node].status = Status::Waiting;
+            core.nodes[self.node].removed.clear();
+        }
+        let yields = self.shared.yields.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if yields.send(Yielded::Waiting(self.node)).is_err() {
+            std::panic::resume_unwind(Box::new(Crashed));
+        }
+        let baton = self.baton.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        match baton {
+            Ok(Baton::Run) => (),
+            Ok(Baton::Kill) | Err(_) => std::panic::resume_unwind(Box::new(Crashed)),
+        }
+    }
+}
+
+impl Processor {
+    pub fn process_poll_event(
+        &mut self,
+        timeout: Option<Duration>,
+        callback: &mut dyn FnMut(NetEvent<'_>),
+    ) {
+        self.controller.wait(timeout);
+        let events = std::mem::take(&mut self.controller.core().nodes[self.controller.node].inbox);
+        for event in &events {
+            // Nothing for a resource the application removed while handling this batch.
+            let endpoint = match event {
+                StoredNetEvent::Connected(e, _)
+                | StoredNetEvent::Accepted(e, _)
+                | StoredNetEvent::Message(e, _)
+                | StoredNetEvent::Disconnected(e) => e,
+            };
+            if !self.controller.was_removed(endpoint.resource_id()) {
+                callback(event.borrow());
+            }
+        }
+    }
+}

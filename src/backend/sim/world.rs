@@ -1,0 +1,855 @@
+//! The simulated network: nodes, sockets, links and a queue of timed events. No threads and
+//! no real clock here: the world (`crate::sim::World`) pops events in time order and runs
+//! nodes; everything random is drawn from one seeded generator, so a seed replays a run.
+
+use crate::adapters::udp::MAX_LOCAL_PAYLOAD_LEN;
+use crate::network::resource_id::ResourceIdGenerator;
+use crate::network::{
+    Endpoint, RemoteAddr, ResourceId, ResourceType, SendStatus, StoredNetEvent, Transport,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Write as _;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A node's index in the world.
+pub(crate) type NodeId = usize;
+
+/// How long a stream segment lost to a fault waits before TCP would have retransmitted it.
+pub(crate) const RETRANSMIT: Duration = Duration::from_millis(200);
+
+/// First port handed out for `connect` and port-0 `listen`.
+const EPHEMERAL_PORTS: u16 = 49152;
+
+/// The properties of the path from one node to another.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Link {
+    /// Fixed one-way delay.
+    pub latency: Duration,
+    /// Extra delay drawn uniformly from `0..=jitter` per packet (reorders datagrams).
+    pub jitter: Duration,
+    /// Probability that a datagram is lost (a stream segment is retransmitted instead).
+    pub loss: f64,
+    /// Probability that a datagram arrives twice.
+    pub duplicate: f64,
+}
+
+impl Default for Link {
+    /// A clean link with 1 ms latency.
+    fn default() -> Self {
+        Link {
+            latency: Duration::from_millis(1),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            duplicate: 0.0,
+        }
+    }
+}
+
+/// What a per-packet rule decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Deliver normally.
+    Pass,
+    /// Lose it (a stream segment is retransmitted later instead: streams stay reliable).
+    Drop,
+    /// Deliver it this much later than the link would.
+    Delay(Duration),
+    /// Deliver it twice (datagrams only; streams ignore duplicates as TCP does).
+    Duplicate,
+}
+
+/// A packet as a rule sees it.
+#[derive(Debug)]
+pub struct Packet<'a> {
+    /// Sending node.
+    pub from: &'a str,
+    /// Receiving node.
+    pub to: &'a str,
+    /// Its transport.
+    pub transport: Transport,
+    /// The application bytes it carries (a whole message on packet-based transports).
+    pub payload: &'a [u8],
+}
+
+/// A per-packet rule.
+pub(crate) type Rule = Box<dyn FnMut(&Packet<'_>) -> Verdict + Send>;
+
+/// What the world must do at some virtual time.
+pub(crate) enum Ev {
+    /// Run a node that was just created or restarted.
+    Start(NodeId, u64),
+    /// A node's wait ends (its timeout, or a signal): run it.
+    Wake(NodeId, u64),
+    /// A connect's first packet reaches the server.
+    Syn(u64),
+    /// The server's answer reaches the client.
+    SynAck(u64),
+    /// No listener: the client learns it was refused.
+    Refused(u64),
+    ConnectTimeout(u64),
+    /// Stream bytes reach side `!from`.
+    Segment {
+        conn: u64,
+        from: usize,
+        data: Vec<u8>,
+    },
+    /// The connection ended at side `from` (closed or reset): the other side is told.
+    Fin {
+        conn: u64,
+        from: usize,
+    },
+    Datagram {
+        from_node: NodeId,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: Vec<u8>,
+    },
+    /// An action the test scheduled.
+    Action(u64),
+}
+
+/// What happened to a node's thread, as the world tracks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Created, not run yet.
+    Starting,
+    /// Holds the baton.
+    Running,
+    /// Waiting in its event loop.
+    Waiting,
+    /// Its application function returned.
+    Finished,
+    /// Crashed (until restarted).
+    Dead,
+}
+
+pub(crate) struct NodeState {
+    pub name: String,
+    pub ip: IpAddr,
+    pub status: Status,
+    pub paused: bool,
+    /// Bumped on crash and restart: events for an older life are dropped.
+    pub life: u64,
+    pub inbox: VecDeque<StoredNetEvent>,
+    resources: BTreeMap<ResourceId, Res>,
+    ports: BTreeMap<(bool, u16), ResourceId>,
+    next_port: u16,
+    ids: ResourceIdGenerator,
+    /// The sequence number of the pending `Wake`, if any: older wakes are stale.
+    pub wake: Option<u64>,
+    /// Resources the application removed since the node last waited: events already gathered
+    /// for them are not delivered.
+    pub removed: Vec<ResourceId>,
+}
+
+enum Res {
+    Listener { transport: Transport },
+    Stream { conn: u64, side: usize },
+    Udp { port: u16, peer: Option<SocketAddr>, group: Option<IpAddr> },
+}
+
+struct End {
+    node: NodeId,
+    life: u64,
+    id: Option<ResourceId>,
+    addr: SocketAddr,
+}
+
+struct Conn {
+    transport: Transport,
+    ends: [End; 2],
+    /// Side 0 (the client) got `Connected(_, true)`; the server side is open once accepted.
+    open: [bool; 2],
+    closed: [bool; 2],
+    listener: Option<ResourceId>,
+    /// The latest arrival scheduled per direction (index: sending side), so bytes stay ordered.
+    last_arrival: [Duration; 2],
+    max_frame: usize,
+}
+
+/// The world's state.
+pub(crate) struct Core {
+    pub now: Duration,
+    pub clock: Arc<Mutex<Duration>>,
+    rng: ChaCha8Rng,
+    queue: BTreeMap<(Duration, u64, u64), Ev>,
+    seq: u64,
+    pub nodes: Vec<NodeState>,
+    names: BTreeMap<String, NodeId>,
+    conns: BTreeMap<u64, Conn>,
+    next_conn: u64,
+    pub default_link: Link,
+    pub links: BTreeMap<(NodeId, NodeId), Link>,
+    pub blocked: BTreeSet<(NodeId, NodeId)>,
+    pub held: BTreeSet<(NodeId, NodeId)>,
+    parked: Vec<Ev>,
+    pub rule: Option<Rule>,
+    pub trace: Vec<String>,
+    /// Nodes that got events since they last ran, in the order they got them.
+    pub to_run: Vec<NodeId>,
+    /// Counters, for the benchmark and the curious.
+    pub delivered: u64,
+}
+
+impl Core {
+    pub fn new(seed: u64, clock: Arc<Mutex<Duration>>) -> Self {
+        Core {
+            now: Duration::ZERO,
+            clock,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            queue: BTreeMap::new(),
+            seq: 0,
+            nodes: Vec::new(),
+            names: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            next_conn: 0,
+            default_link: Link::default(),
+            links: BTreeMap::new(),
+            blocked: BTreeSet::new(),
+            held: BTreeSet::new(),
+            parked: Vec::new(),
+            rule: None,
+            trace: Vec::new(),
+            to_run: Vec::new(),
+            delivered: 0,
+        }
+    }
+
+    /// Writes a line of the trace, stamped with the virtual time.
+    pub fn log(&mut self, line: std::fmt::Arguments<'_>) {
+        let mut entry = String::new();
+        let _ = write!(entry, "{:>12.6} {line}", self.now.as_secs_f64());
+        self.trace.push(entry);
+    }
+
+    /// Queues `event` at `at`. Events at the same time run in an order drawn from the seed.
+    pub fn schedule(&mut self, at: Duration, event: Ev) -> u64 {
+        self.seq += 1;
+        let tiebreak = self.rng.random::<u64>();
+        self.queue.insert((at.max(self.now), tiebreak, self.seq), event);
+        self.seq
+    }
+
+    /// The next event, advancing the clock to it.
+    pub fn pop(&mut self) -> Option<(u64, Ev)> {
+        let ((at, _, seq), event) = self.queue.pop_first()?;
+        self.now = at;
+        *self.clock.lock().unwrap_or_else(|e| e.into_inner()) = at;
+        Some((seq, event))
+    }
+
+    pub fn next_time(&self) -> Option<Duration> {
+        self.queue.keys().next().map(|(at, ..)| *at)
+    }
+
+    pub fn add_node(&mut self, name: &str) -> NodeId {
+        let id = self.nodes.len();
+        // Simulated addresses: 10.0.x.y, never on a real network.
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, (id / 250) as u8, (id % 250 + 1) as u8));
+        self.nodes.push(NodeState {
+            name: name.to_string(),
+            ip,
+            status: Status::Starting,
+            paused: false,
+            life: 0,
+            inbox: VecDeque::new(),
+            resources: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            next_port: EPHEMERAL_PORTS,
+            ids: ResourceIdGenerator::default(),
+            wake: None,
+            removed: Vec::new(),
+        });
+        self.names.insert(name.to_string(), id);
+        id
+    }
+
+    pub fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.names.get(name).copied()
+    }
+
+    /// Forgets a node's sockets (crash or restart); its peers learn as from a reset.
+    pub fn reset_node(&mut self, node: NodeId) {
+        let state = &mut self.nodes[node];
+        state.life += 1;
+        state.inbox.clear();
+        state.wake = None;
+        state.ports.clear();
+        state.next_port = EPHEMERAL_PORTS;
+        state.ids = ResourceIdGenerator::default();
+        let resources = std::mem::take(&mut state.resources);
+        for res in resources.into_values() {
+            if let Res::Stream { conn, side } = res {
+                self.close_stream(conn, side);
+            }
+        }
+    }
+
+    /// Arranges for `node` to run at `at` (replacing an earlier wake).
+    pub fn wake_at(&mut self, node: NodeId, at: Duration) {
+        let life = self.nodes[node].life;
+        let seq = self.schedule(at, Ev::Wake(node, life));
+        self.nodes[node].wake = Some(seq);
+    }
+
+    pub fn is_current_wake(&self, node: NodeId, seq: u64) -> bool {
+        self.nodes[node].wake == Some(seq)
+    }
+
+    fn deliver(&mut self, node: NodeId, event: StoredNetEvent) {
+        let name = &self.nodes[node].name;
+        let line = format!("{name} <- {event:?}");
+        self.log(format_args!("{line}"));
+        self.delivered += 1;
+        self.nodes[node].inbox.push_back(event);
+        if !self.to_run.contains(&node) {
+            self.to_run.push(node);
+        }
+    }
+
+    fn link(&self, from: NodeId, to: NodeId) -> Link {
+        self.links.get(&(from, to)).copied().unwrap_or(self.default_link)
+    }
+
+    fn delay(&mut self, from: NodeId, to: NodeId) -> Duration {
+        let link = self.link(from, to);
+        let jitter = if link.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(self.rng.random_range(0..=link.jitter.as_nanos() as u64))
+        };
+        link.latency + jitter
+    }
+
+    fn chance(&mut self, probability: f64) -> bool {
+        probability > 0.0 && self.rng.random::<f64>() < probability
+    }
+
+    fn allocate_port(&mut self, node: NodeId, udp: bool) -> u16 {
+        let state = &mut self.nodes[node];
+        loop {
+            let port = state.next_port;
+            state.next_port = state.next_port.checked_add(1).unwrap_or(EPHEMERAL_PORTS);
+            if !state.ports.contains_key(&(udp, port)) {
+                return port;
+            }
+        }
+    }
+
+    /// Resolves an address given to `connect`: node names (`"server:3000"`), simulated IPs.
+    fn resolve(&self, addr: &RemoteAddr, transport: Transport) -> io::Result<SocketAddr> {
+        let text = match addr {
+            RemoteAddr::Socket(addr) => return Ok(*addr),
+            RemoteAddr::Str(text) => text,
+        };
+        let host_port = match transport {
+            Transport::Ws => text
+                .strip_prefix("ws://")
+                .or_else(|| text.strip_prefix("wss://"))
+                .map(|rest| rest.split('/').next().unwrap_or(rest))
+                .unwrap_or(text),
+            _ => text,
+        };
+        if let Ok(addr) = host_port.parse() {
+            return Ok(addr);
+        }
+        let (host, port) = host_port.rsplit_once(':').ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: expected host:port"))
+        })?;
+        let port: u16 = port.parse().map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: bad port {port:?}"))
+        })?;
+        let node = self.node_id(host).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("{text}: no simulated node {host:?}"))
+        })?;
+        Ok(SocketAddr::new(self.nodes[node].ip, port))
+    }
+
+    fn node_by_ip(&self, ip: IpAddr) -> Option<NodeId> {
+        self.nodes.iter().position(|n| n.ip == ip)
+    }
+
+    // ----- what nodes ask (their `NetworkController`) -----
+
+    pub fn listen(
+        &mut self,
+        node: NodeId,
+        transport: Transport,
+        addr: SocketAddr,
+    ) -> io::Result<(ResourceId, SocketAddr)> {
+        let udp = transport == Transport::Udp;
+        let group = addr.ip().is_multicast().then_some(addr.ip());
+        let port = if addr.port() == 0 { self.allocate_port(node, udp) } else { addr.port() };
+        let state = &self.nodes[node];
+        if group.is_none() && state.ports.contains_key(&(udp, port)) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{transport} listen on {addr}: port {port} in use on {}", state.name),
+            ));
+        }
+        let id = state.ids.generate(transport.id(), ResourceType::Local);
+        let state = &mut self.nodes[node];
+        state.ports.entry((udp, port)).or_insert(id);
+        let res =
+            if udp { Res::Udp { port, peer: None, group } } else { Res::Listener { transport } };
+        state.resources.insert(id, res);
+        let local = SocketAddr::new(group.unwrap_or(state.ip), port);
+        let line = format!("{} listens on {local} over {transport} as {id}", state.name);
+        self.log(format_args!("{line}"));
+        Ok((id, local))
+    }
+
+    pub fn connect(
+        &mut self,
+        node: NodeId,
+        transport: Transport,
+        addr: &RemoteAddr,
+        timeout: Duration,
+        max_frame: usize,
+    ) -> io::Result<(Endpoint, SocketAddr)> {
+        let peer = self.resolve(addr, transport)?;
+        let udp = transport == Transport::Udp;
+        let port = self.allocate_port(node, udp);
+        let state = &mut self.nodes[node];
+        let id = state.ids.generate(transport.id(), ResourceType::Remote);
+        let local = SocketAddr::new(state.ip, port);
+        state.ports.insert((udp, port), id);
+        let endpoint = Endpoint::new(id, peer);
+        let line = format!("{} connects to {peer} over {transport} as {id}", state.name);
+        if udp {
+            state.resources.insert(id, Res::Udp { port, peer: Some(peer), group: None });
+            self.log(format_args!("{line}"));
+            self.deliver(node, StoredNetEvent::Connected(endpoint, true));
+            return Ok((endpoint, local));
+        }
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let life = state.life;
+        state.resources.insert(id, Res::Stream { conn, side: 0 });
+        self.conns.insert(
+            conn,
+            Conn {
+                transport,
+                ends: [
+                    End { node, life, id: Some(id), addr: local },
+                    End { node: usize::MAX, life: 0, id: None, addr: peer },
+                ],
+                open: [false, false],
+                closed: [false, false],
+                listener: None,
+                last_arrival: [Duration::ZERO; 2],
+                max_frame,
+            },
+        );
+        self.log(format_args!("{line}"));
+        // Nobody at that address: the connect hangs until its timeout, as on a real network.
+        if let Some(server) = self.node_by_ip(peer.ip()) {
+            let at = self.now + self.delay(node, server);
+            self.schedule(at, Ev::Syn(conn));
+        }
+        self.schedule(self.now + timeout, Ev::ConnectTimeout(conn));
+        Ok((endpoint, local))
+    }
+
+    pub fn send(&mut self, node: NodeId, endpoint: Endpoint, data: &[u8]) -> SendStatus {
+        let id = endpoint.resource_id();
+        match self.nodes[node].resources.get(&id) {
+            None | Some(Res::Listener { .. }) => SendStatus::ResourceNotFound,
+            Some(&Res::Stream { conn, side }) => self.send_stream(conn, side, data),
+            Some(&Res::Udp { port, peer, group }) => {
+                if data.len() > MAX_LOCAL_PAYLOAD_LEN {
+                    return SendStatus::MaxPacketSizeExceeded;
+                }
+                let ip = group.unwrap_or(self.nodes[node].ip);
+                let from = SocketAddr::new(ip, port);
+                let to = peer.unwrap_or(endpoint.addr());
+                self.send_datagram(node, from, to, data);
+                SendStatus::Sent
+            }
+        }
+    }
+
+    fn send_stream(&mut self, conn: u64, side: usize, data: &[u8]) -> SendStatus {
+        let Some(c) = self.conns.get(&conn) else { return SendStatus::ResourceNotFound };
+        if c.closed[side] || c.closed[1 - side] && !c.open[side] {
+            return SendStatus::ResourceNotFound;
+        }
+        if !c.open[side] {
+            return SendStatus::ResourceNotAvailable;
+        }
+        if c.transport != Transport::Tcp && data.len() > c.max_frame {
+            return SendStatus::MaxPacketSizeExceeded;
+        }
+        let (transport, from, to) = (c.transport, c.ends[side].node, c.ends[1 - side].node);
+        // Plain Tcp is a byte stream: cut it at seeded points to catch framing bugs.
+        let mut pieces = Vec::new();
+        if transport == Transport::Tcp && data.len() > 1 && self.chance(0.5) {
+            let cuts = self.rng.random_range(1..=3.min(data.len() - 1));
+            let mut points: Vec<usize> =
+                (0..cuts).map(|_| self.rng.random_range(1..data.len())).collect();
+            points.sort_unstable();
+            points.dedup();
+            let mut start = 0;
+            for point in points {
+                pieces.push(data[start..point].to_vec());
+                start = point;
+            }
+            pieces.push(data[start..].to_vec());
+        } else {
+            pieces.push(data.to_vec());
+        }
+        for piece in pieces {
+            let mut at = self.now + self.delay(from, to);
+            match self.judge(from, to, transport, &piece) {
+                Verdict::Drop => at += RETRANSMIT,
+                Verdict::Delay(extra) => at += extra,
+                Verdict::Pass | Verdict::Duplicate => (),
+            }
+            if self.chance(self.link(from, to).loss) {
+                at += RETRANSMIT;
+            }
+            self.schedule_segment(conn, side, at, Ev::Segment { conn, from: side, data: piece });
+        }
+        SendStatus::Sent
+    }
+
+    /// Schedules a stream event after everything already in flight in that direction.
+    fn schedule_segment(&mut self, conn: u64, side: usize, at: Duration, event: Ev) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let at = at.max(c.last_arrival[side] + Duration::from_nanos(1));
+        c.last_arrival[side] = at;
+        self.schedule(at, event);
+    }
+
+    fn judge(&mut self, from: NodeId, to: NodeId, transport: Transport, payload: &[u8]) -> Verdict {
+        let Some(mut rule) = self.rule.take() else { return Verdict::Pass };
+        let packet =
+            Packet { from: &self.nodes[from].name, to: &self.nodes[to].name, transport, payload };
+        let verdict = rule(&packet);
+        self.rule = Some(rule);
+        if verdict != Verdict::Pass {
+            let line = format!(
+                "rule: {verdict:?} {} -> {} {transport} {} bytes",
+                self.nodes[from].name,
+                self.nodes[to].name,
+                payload.len()
+            );
+            self.log(format_args!("{line}"));
+        }
+        verdict
+    }
+
+    fn send_datagram(&mut self, from_node: NodeId, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        let targets: Vec<NodeId> = if to.ip().is_multicast() || is_broadcast(to.ip()) {
+            (0..self.nodes.len()).collect()
+        } else {
+            self.node_by_ip(to.ip()).into_iter().collect()
+        };
+        for target in targets {
+            let link = self.link(from_node, target);
+            let mut copies = 1;
+            match self.judge(from_node, target, Transport::Udp, data) {
+                Verdict::Drop => copies = 0,
+                Verdict::Duplicate => copies = 2,
+                Verdict::Delay(_) | Verdict::Pass => (),
+            }
+            if self.chance(link.loss) {
+                copies = 0;
+            }
+            if copies == 1 && self.chance(link.duplicate) {
+                copies = 2;
+            }
+            for _ in 0..copies {
+                let at = self.now + self.delay(from_node, target);
+                let event = Ev::Datagram { from_node, from, to, data: data.to_vec() };
+                self.schedule(at, event);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, node: NodeId, id: ResourceId) -> bool {
+        let state = &mut self.nodes[node];
+        let Some(res) = state.resources.remove(&id) else { return false };
+        state.ports.retain(|_, owner| *owner != id);
+        state.removed.push(id);
+        let line = format!("{} removes {id}", state.name);
+        self.log(format_args!("{line}"));
+        if let Res::Stream { conn, side } = res {
+            self.close_stream(conn, side);
+        }
+        true
+    }
+
+    /// Side `side` closes: the other side is told after what is in flight.
+    fn close_stream(&mut self, conn: u64, side: usize) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closed[side] {
+            return;
+        }
+        c.closed[side] = true;
+        let (from, to) = (c.ends[side].node, c.ends[1 - side].node);
+        if to == usize::MAX || c.closed[1 - side] {
+            return;
+        }
+        let at = self.now + self.delay(from, to);
+        self.schedule_segment(conn, side, at, Ev::Fin { conn, from: side });
+    }
+
+    pub fn is_ready(&self, node: NodeId, id: ResourceId) -> Option<bool> {
+        match self.nodes[node].resources.get(&id)? {
+            Res::Stream { conn, side } => Some(self.conns.get(conn).is_some_and(|c| c.open[*side])),
+            _ => Some(true),
+        }
+    }
+
+    // ----- what the world does when an event comes due -----
+
+    /// Handles a network event. Returns false for events the world handles itself.
+    pub fn handle(&mut self, event: Ev) -> Option<Ev> {
+        if let Some(event) = self.gate(event) {
+            match event {
+                Ev::Syn(conn) => self.on_syn(conn),
+                Ev::SynAck(conn) => self.on_syn_ack(conn),
+                Ev::Refused(conn) => self.fail_connect(conn, "refused"),
+                Ev::ConnectTimeout(conn) => self.fail_connect(conn, "timed out"),
+                Ev::Segment { conn, from, data } => self.on_segment(conn, from, data),
+                Ev::Fin { conn, from } => self.on_fin(conn, from),
+                Ev::Datagram { from, to, data, .. } => self.on_datagram(from, to, data),
+                other => return Some(other),
+            }
+        }
+        None
+    }
+
+    /// Partitions and holds act when a packet arrives.
+    fn gate(&mut self, event: Ev) -> Option<Ev> {
+        let Some((from, to)) = self.path(&event) else { return Some(event) };
+        if self.held.contains(&(from, to)) {
+            self.parked.push(event);
+            return None;
+        }
+        if !self.blocked.contains(&(from, to)) {
+            return Some(event);
+        }
+        match event {
+            // A stream keeps trying, in order, as TCP retransmits.
+            Ev::Segment { conn, from: side, .. } | Ev::Fin { conn, from: side } => {
+                let at = self.now + RETRANSMIT;
+                self.schedule_segment(conn, side, at, event);
+            }
+            Ev::SynAck(conn) => {
+                self.schedule(self.now + RETRANSMIT, Ev::SynAck(conn));
+            }
+            Ev::Syn(conn) => {
+                self.schedule(self.now + RETRANSMIT, Ev::Syn(conn));
+            }
+            // Datagrams and refusals are simply lost.
+            _ => (),
+        }
+        None
+    }
+
+    /// The nodes a packet travels between, if it is a packet.
+    fn path(&self, event: &Ev) -> Option<(NodeId, NodeId)> {
+        let ends = |conn: &u64, from: usize| {
+            let c = self.conns.get(conn)?;
+            let (a, b) = (c.ends[from].node, c.ends[1 - from].node);
+            (b != usize::MAX).then_some((a, b))
+        };
+        match event {
+            Ev::Syn(conn) => {
+                let c = self.conns.get(conn)?;
+                Some((c.ends[0].node, self.node_by_ip(c.ends[1].addr.ip())?))
+            }
+            Ev::SynAck(conn) | Ev::Refused(conn) => ends(conn, 1),
+            Ev::Segment { conn, from, .. } | Ev::Fin { conn, from } => ends(conn, *from),
+            Ev::Datagram { from_node, to, .. } => Some((*from_node, self.node_by_ip(to.ip())?)),
+            _ => None,
+        }
+    }
+
+    /// Lets held packets on `from → to` go (all pairs if `None`), in their order.
+    pub fn release(&mut self, pair: Option<(NodeId, NodeId)>) {
+        let parked = std::mem::take(&mut self.parked);
+        for event in parked {
+            let path = self.path(&event);
+            if pair.is_none() || path == pair {
+                match event {
+                    Ev::Segment { conn, from, .. } | Ev::Fin { conn, from } => {
+                        let at = self.now;
+                        self.schedule_segment(conn, from, at, event);
+                    }
+                    other => {
+                        self.schedule(self.now, other);
+                    }
+                }
+            } else {
+                self.parked.push(event);
+            }
+        }
+    }
+
+    fn on_syn(&mut self, conn: u64) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let (client, target, transport) = (c.ends[0].node, c.ends[1].addr, c.transport);
+        let Some(server) = self.node_by_ip(target.ip()) else { return };
+        let state = &self.nodes[server];
+        let listener = state.ports.get(&(false, target.port())).copied().filter(|id| {
+            matches!(state.resources.get(id), Some(Res::Listener { transport: t, .. }) if *t == transport)
+        });
+        let alive = state.status != Status::Dead;
+        let Some(listener) = listener.filter(|_| alive) else {
+            let at = self.now + self.delay(server, client);
+            self.schedule(at, Ev::Refused(conn));
+            return;
+        };
+        let life = state.life;
+        let id = self.nodes[server].ids.generate(transport.id(), ResourceType::Remote);
+        self.nodes[server].resources.insert(id, Res::Stream { conn, side: 1 });
+        let client_addr = {
+            let c = self.conns.get_mut(&conn).expect("checked above");
+            c.ends[1] = End { node: server, life, id: Some(id), addr: target };
+            c.open[1] = true;
+            c.listener = Some(listener);
+            c.ends[0].addr
+        };
+        self.deliver(server, StoredNetEvent::Accepted(Endpoint::new(id, client_addr), listener));
+        let at = self.now + self.delay(server, client);
+        self.schedule_segment(conn, 1, at, Ev::SynAck(conn));
+    }
+
+    fn on_syn_ack(&mut self, conn: u64) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.open[0] || c.closed[0] {
+            return;
+        }
+        c.open[0] = true;
+        let end = &c.ends[0];
+        let (node, life, id, peer) = (end.node, end.life, end.id, c.ends[1].addr);
+        if self.nodes[node].life == life {
+            if let Some(id) = id {
+                self.deliver(node, StoredNetEvent::Connected(Endpoint::new(id, peer), true));
+            }
+        }
+    }
+
+    fn fail_connect(&mut self, conn: u64, why: &str) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        if c.open[0] || c.closed[0] {
+            return;
+        }
+        let end = &c.ends[0];
+        let (node, life, id, peer) = (end.node, end.life, end.id, c.ends[1].addr);
+        let server_side_open = c.open[1];
+        self.log(format_args!("connect to {peer} {why}"));
+        if server_side_open {
+            self.close_stream(conn, 0);
+        } else {
+            self.conns.remove(&conn);
+        }
+        if self.nodes[node].life == life {
+            if let Some(id) = id {
+                let state = &mut self.nodes[node];
+                state.resources.remove(&id);
+                state.ports.retain(|_, owner| *owner != id);
+                self.deliver(node, StoredNetEvent::Connected(Endpoint::new(id, peer), false));
+            }
+        }
+    }
+
+    /// The receiving end of a stream event, if it still exists in the same life.
+    fn receiver(&self, conn: u64, from: usize) -> Option<(NodeId, ResourceId, SocketAddr)> {
+        let c = self.conns.get(&conn)?;
+        let end = &c.ends[1 - from];
+        if c.closed[1 - from] || !c.open[1 - from] || self.nodes.get(end.node)?.life != end.life {
+            return None;
+        }
+        Some((end.node, end.id?, c.ends[from].addr))
+    }
+
+    fn on_segment(&mut self, conn: u64, from: usize, data: Vec<u8>) {
+        let Some((node, id, peer)) = self.receiver(conn, from) else { return };
+        self.deliver(node, StoredNetEvent::Message(Endpoint::new(id, peer), data));
+    }
+
+    fn on_fin(&mut self, conn: u64, from: usize) {
+        let receiver = self.receiver(conn, from);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.closed[1 - from] = true;
+            if c.closed[from] {
+                self.conns.remove(&conn);
+            }
+        }
+        let Some((node, id, peer)) = receiver else { return };
+        let state = &mut self.nodes[node];
+        state.resources.remove(&id);
+        state.ports.retain(|_, owner| *owner != id);
+        self.deliver(node, StoredNetEvent::Disconnected(Endpoint::new(id, peer)));
+    }
+
+    fn on_datagram(&mut self, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
+        let mut receivers = Vec::new();
+        for (node, state) in self.nodes.iter().enumerate() {
+            if state.status == Status::Dead {
+                continue;
+            }
+            let for_node = state.ip == to.ip() || to.ip().is_multicast() || is_broadcast(to.ip());
+            if !for_node {
+                continue;
+            }
+            for (&id, res) in &state.resources {
+                let Res::Udp { port, peer, group } = res else { continue };
+                let matches = *port == to.port()
+                    && match (peer, to.ip().is_multicast()) {
+                        (Some(peer), _) => *peer == from,
+                        (None, true) => *group == Some(to.ip()),
+                        (None, false) => group.is_none(),
+                    };
+                if matches {
+                    receivers.push((node, id));
+                }
+            }
+        }
+        for (node, id) in receivers {
+            self.deliver(node, StoredNetEvent::Message(Endpoint::new(id, from), data.clone()));
+        }
+    }
+
+    /// Closes every stream between the two nodes at once, as a reset would.
+    pub fn reset_between(&mut self, a: NodeId, b: NodeId) {
+        let conns: Vec<(u64, usize)> = self
+            .conns
+            .iter()
+            .filter_map(|(&id, c)| {
+                let (x, y) = (c.ends[0].node, c.ends[1].node);
+                ((x, y) == (a, b) || (x, y) == (b, a)).then_some((id, 0))
+            })
+            .collect();
+        for (conn, _) in conns {
+            for side in 0..2 {
+                let Some(c) = self.conns.get(&conn) else { continue };
+                let end = &c.ends[side];
+                let (node, life, id, peer) = (end.node, end.life, end.id, c.ends[1 - side].addr);
+                if c.closed[side] || self.nodes[node].life != life {
+                    continue;
+                }
+                let Some(id) = id else { continue };
+                let state = &mut self.nodes[node];
+                if state.resources.remove(&id).is_some() {
+                    state.ports.retain(|_, owner| *owner != id);
+                    self.deliver(node, StoredNetEvent::Disconnected(Endpoint::new(id, peer)));
+                }
+            }
+            self.conns.remove(&conn);
+        }
+    }
+}
+
+fn is_broadcast(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V4(v4) if v4.is_broadcast() || v4.octets()[3] == 255)
+}

@@ -1,0 +1,607 @@
+//! A deterministic simulated network with virtual time, behind the same node API.
+//!
+//! A [`World`] runs many nodes, each created by your own application function — the one that
+//! calls `listen`, `connect`, `send`, `send_with_timer` and blocks in `for_each` — and hands
+//! them the very same [`NodeHandler`]/[`NodeListener`] types as [`crate::node::split`]. Time is
+//! virtual and jumps to the next event; one seed fixes everything random (latencies, losses,
+//! which of two simultaneous events goes first), so a failing run replays exactly.
+//!
+//! ```
+//! use portnet::network::{NetEvent, Transport};
+//! use portnet::node::{NodeEvent, NodeHandler, NodeListener};
+//! use portnet::sim::World;
+//! use std::sync::{Arc, Mutex};
+//!
+//! fn server(handler: NodeHandler<()>, listener: NodeListener<()>) {
+//!     handler.network().listen(Transport::FramedTcp, "0.0.0.0:3000").unwrap();
+//!     listener.for_each(|event| {
+//!         if let NodeEvent::Network(NetEvent::Message(endpoint, data)) = event {
+//!             handler.network().send(endpoint, data);
+//!         }
+//!     });
+//! }
+//!
+//! let echoed = Arc::new(Mutex::new(Vec::new()));
+//! let mut world = World::with_seed(7);
+//! world.node("server", server);
+//! let got = echoed.clone();
+//! world.node("client", move |handler: NodeHandler<()>, listener: NodeListener<()>| {
+//!     handler.network().connect(Transport::FramedTcp, "server:3000").unwrap();
+//!     listener.for_each(|event| match event {
+//!         NodeEvent::Network(NetEvent::Connected(endpoint, true)) => {
+//!             handler.network().send(endpoint, b"hello");
+//!         }
+//!         NodeEvent::Network(NetEvent::Message(_, data)) => {
+//!             got.lock().unwrap().push(data.to_vec());
+//!             handler.stop();
+//!         }
+//!         _ => (),
+//!     });
+//! });
+//! world.run_until_idle();
+//! assert_eq!(*echoed.lock().unwrap(), vec![b"hello".to_vec()]);
+//! ```
+//!
+//! Seeds: [`World::new`] takes `PORTNET_SIM_SEED` from the environment, or draws one; a failing
+//! test prints it with the command that reruns exactly that case, the tail of the trace, and
+//! where the whole trace was written.
+
+pub use crate::backend::sim::world::{Link, Packet, Verdict};
+
+use crate::backend::sim::world::{Core, Ev, NodeId, Status};
+use crate::backend::sim::{self as driver, Baton, CURRENT, Crashed, Shared, Yielded};
+use crate::backend::{Controller, Processor};
+use crate::core::clock::Clock;
+use crate::node::{self, NodeHandler, NodeListener};
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The environment variable that fixes a world's seed.
+pub const SEED_VAR: &str = "PORTNET_SIM_SEED";
+
+/// How long (real time) a node may run before it is taken to be stuck outside the simulation.
+const NODE_STUCK_AFTER: Duration = Duration::from_secs(60);
+
+/// Steps `run_until_idle` takes before it gives up on a world that never idles.
+const MAX_STEPS: u64 = 50_000_000;
+
+static NEXT_WORLD: AtomicU64 = AtomicU64::new(1);
+
+type Spawner = Box<dyn Fn(Arc<Shared>, NodeId) -> (Sender<Baton>, JoinHandle<()>) + Send>;
+type Action = Box<dyn FnOnce(&mut World) + Send>;
+
+struct NodeSlot {
+    spawn: Spawner,
+    baton: Option<Sender<Baton>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A simulated network of nodes, on virtual time.
+pub struct World {
+    seed: u64,
+    shared: Arc<Shared>,
+    yields: Receiver<Yielded>,
+    nodes: Vec<NodeSlot>,
+    actions: BTreeMap<u64, Action>,
+    next_action: u64,
+    failure: Option<String>,
+    steps: u64,
+}
+
+impl World {
+    /// A world seeded from `PORTNET_SIM_SEED`, or from a fresh random seed (printed if the test
+    /// fails, so the case can be rerun).
+    pub fn new() -> World {
+        let seed = std::env::var(SEED_VAR)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(random_seed);
+        World::with_seed(seed)
+    }
+
+    /// A world with this seed: the same seed gives the same run, event for event.
+    pub fn with_seed(seed: u64) -> World {
+        let (clock, now) = Clock::manual();
+        drop(clock);
+        let (yield_tx, yields) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            id: NEXT_WORLD.fetch_add(1, Ordering::Relaxed),
+            core: Mutex::new(Core::new(seed, now)),
+            yields: Mutex::new(yield_tx),
+            world_thread: std::thread::current().id(),
+        });
+        World {
+            seed,
+            shared,
+            yields,
+            nodes: Vec::new(),
+            actions: BTreeMap::new(),
+            next_action: 0,
+            failure: None,
+            steps: 0,
+        }
+    }
+
+    /// This world's seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The current virtual time (since the world began).
+    pub fn now(&self) -> Duration {
+        self.shared.core().now
+    }
+
+    /// Adds a node named `name` (other nodes reach it as `"name:port"`) running `app`, which
+    /// gets the node's handler and listener exactly as from [`crate::node::split`]. `app`
+    /// starts at the current virtual time; it runs again from the start after
+    /// [`restart`](Self::restart).
+    pub fn node<S, F>(&mut self, name: &str, app: F)
+    where
+        S: Send + 'static,
+        F: Fn(NodeHandler<S>, NodeListener<S>) + Send + Sync + 'static,
+    {
+        let id = {
+            let mut core = self.shared.core();
+            assert!(core.node_id(name).is_none(), "portnet sim: two nodes named {name:?}");
+            core.add_node(name)
+        };
+        let app = Arc::new(app);
+        let name = name.to_string();
+        let spawn: Spawner = Box::new(move |shared, node| {
+            let (baton_tx, baton_rx) = mpsc::channel();
+            let app = app.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("sim-{name}"))
+                .spawn(move || node_thread(shared, node, baton_rx, app))
+                .unwrap_or_else(|e| panic!("portnet sim: cannot spawn a node thread: {e}"));
+            (baton_tx, thread)
+        });
+        self.nodes.push(NodeSlot { spawn, baton: None, thread: None });
+        self.start(id);
+    }
+
+    fn start(&mut self, node: NodeId) {
+        let (baton, thread) = (self.nodes[node].spawn)(self.shared.clone(), node);
+        self.nodes[node].baton = Some(baton);
+        self.nodes[node].thread = Some(thread);
+        let mut core = self.shared.core();
+        core.nodes[node].status = Status::Starting;
+        let (now, life) = (core.now, core.nodes[node].life);
+        core.schedule(now, Ev::Start(node, life));
+        let name = core.nodes[node].name.clone();
+        core.log(format_args!("{name} starts"));
+    }
+
+    fn id(&self, name: &str) -> NodeId {
+        self.shared.core().node_id(name).unwrap_or_else(|| panic!("no simulated node {name:?}"))
+    }
+
+    /// Runs the next event. Returns the trace lines it produced, or `None` if nothing is left.
+    pub fn step(&mut self) -> Option<Vec<String>> {
+        let before = self.shared.core().trace.len();
+        let (seq, event) = self.shared.core().pop()?;
+        self.steps += 1;
+        match event {
+            Ev::Start(node, life) => {
+                if self.shared.core().nodes[node].life == life {
+                    self.run_node(node);
+                }
+            }
+            Ev::Wake(node, life) => {
+                let current = {
+                    let mut core = self.shared.core();
+                    let current = core.nodes[node].life == life && core.is_current_wake(node, seq);
+                    if current {
+                        core.nodes[node].wake = None;
+                    }
+                    current
+                };
+                if current {
+                    self.run_node(node);
+                }
+            }
+            Ev::Action(id) => {
+                if let Some(action) = self.actions.remove(&id) {
+                    action(self);
+                }
+            }
+            network => {
+                let unhandled = self.shared.core().handle(network);
+                debug_assert!(unhandled.is_none());
+            }
+        }
+        self.run_ready_nodes();
+        self.check();
+        Some(self.shared.core().trace[before..].to_vec())
+    }
+
+    /// Runs the nodes that got events, at the current time, until none has any left.
+    fn run_ready_nodes(&mut self) {
+        loop {
+            let next = {
+                let mut core = self.shared.core();
+                if core.to_run.is_empty() {
+                    return;
+                }
+                core.to_run.remove(0)
+            };
+            let has_events = !self.shared.core().nodes[next].inbox.is_empty();
+            if has_events {
+                self.run_node(next);
+            }
+        }
+    }
+
+    /// Gives the baton to `node` and waits until it gives it back.
+    fn run_node(&mut self, node: NodeId) {
+        {
+            let mut core = self.shared.core();
+            let state = &mut core.nodes[node];
+            if state.paused || !matches!(state.status, Status::Waiting | Status::Starting) {
+                return;
+            }
+            state.status = Status::Running;
+        }
+        let Some(baton) = &self.nodes[node].baton else { return };
+        if baton.send(Baton::Run).is_err() {
+            return;
+        }
+        let answer = self.yields.recv_timeout(NODE_STUCK_AFTER);
+        if let Ok(Yielded::Waiting(from) | Yielded::Finished(from) | Yielded::Panicked(from, _)) =
+            &answer
+        {
+            debug_assert_eq!(*from, node, "only the node holding the baton yields");
+        }
+        match answer {
+            Ok(Yielded::Waiting(_)) => (),
+            Ok(Yielded::Finished(_)) => {
+                self.shared.core().nodes[node].status = Status::Finished;
+                self.join(node);
+            }
+            Ok(Yielded::Panicked(_, message)) => {
+                let name = self.name(node);
+                self.shared.core().nodes[node].status = Status::Dead;
+                self.join(node);
+                self.fail(format!("node {name:?} panicked: {message}"));
+            }
+            Err(_) => {
+                let name = self.name(node);
+                self.fail(format!(
+                    "node {name:?} ran for {NODE_STUCK_AFTER:?} of real time without waiting: \
+                     blocked on something outside the simulation?"
+                ));
+            }
+        }
+    }
+
+    fn name(&self, node: NodeId) -> String {
+        self.shared.core().nodes[node].name.clone()
+    }
+
+    fn join(&mut self, node: NodeId) {
+        self.nodes[node].baton = None;
+        if let Some(thread) = self.nodes[node].thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        if self.failure.is_none() {
+            self.failure = Some(message);
+        }
+    }
+
+    fn check(&mut self) {
+        if let Some(message) = self.failure.take() {
+            panic!("{}", self.report(&message));
+        }
+    }
+
+    /// Runs until no event is left.
+    ///
+    /// Panics after 50 million steps: a world with periodic timers never idles, so use
+    /// [`run_for`](Self::run_for) or [`run_until`](Self::run_until) there.
+    pub fn run_until_idle(&mut self) {
+        let start = self.steps;
+        while self.step().is_some() {
+            if self.steps - start > MAX_STEPS {
+                let message = format!("not idle after {MAX_STEPS} steps");
+                panic!("{}", self.report(&message));
+            }
+        }
+    }
+
+    /// Runs every event due in the next `duration` of virtual time; the clock then reads
+    /// `now + duration`.
+    pub fn run_for(&mut self, duration: Duration) {
+        let until = self.now() + duration;
+        while self.shared.core().next_time().is_some_and(|at| at <= until) {
+            self.step();
+        }
+        let mut core = self.shared.core();
+        core.now = until;
+        *core.clock.lock().unwrap_or_else(|e| e.into_inner()) = until;
+    }
+
+    /// Runs until `done` holds (checked before each step) or no event is left. Returns whether
+    /// `done` held.
+    pub fn run_until(&mut self, mut done: impl FnMut(&World) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            if self.step().is_none() {
+                return done(self);
+            }
+        }
+    }
+
+    /// Runs `action` on the world at virtual time `at` (or now, if that is past).
+    pub fn at(&mut self, at: Duration, action: impl FnOnce(&mut World) + Send + 'static) {
+        let id = self.next_action;
+        self.next_action += 1;
+        self.actions.insert(id, Box::new(action));
+        self.shared.core().schedule(at, Ev::Action(id));
+    }
+
+    // ----- faults -----
+
+    /// Sets the link from `from` to `to` (one direction).
+    pub fn set_link(&mut self, from: &str, to: &str, link: Link) {
+        let (a, b) = (self.id(from), self.id(to));
+        self.shared.core().links.insert((a, b), link);
+    }
+
+    /// Sets the link between every pair not set with [`set_link`](Self::set_link).
+    pub fn set_default_link(&mut self, link: Link) {
+        self.shared.core().default_link = link;
+    }
+
+    /// Cuts both directions between `a` and `b`: datagrams are lost, stream bytes wait and
+    /// retransmit (in order) until [`heal`](Self::heal).
+    pub fn partition(&mut self, a: &str, b: &str) {
+        self.partition_one_way(a, b);
+        self.partition_one_way(b, a);
+    }
+
+    /// Cuts only what `from` sends to `to`.
+    pub fn partition_one_way(&mut self, from: &str, to: &str) {
+        let (a, b) = (self.id(from), self.id(to));
+        let mut core = self.shared.core();
+        core.blocked.insert((a, b));
+        core.log(format_args!("partition {from} -> {to}"));
+    }
+
+    /// Cuts `node` off from every other node, both ways.
+    pub fn isolate(&mut self, node: &str) {
+        let names: Vec<String> =
+            self.shared.core().nodes.iter().map(|n| n.name.clone()).filter(|n| n != node).collect();
+        for other in names {
+            self.partition(node, &other);
+        }
+    }
+
+    /// Removes every partition.
+    pub fn heal(&mut self) {
+        let mut core = self.shared.core();
+        core.blocked.clear();
+        core.log(format_args!("heal"));
+    }
+
+    /// Holds what `from` sends to `to` until [`release`](Self::release): nothing is lost, it
+    /// arrives all at once and in order then.
+    pub fn hold(&mut self, from: &str, to: &str) {
+        let (a, b) = (self.id(from), self.id(to));
+        let mut core = self.shared.core();
+        core.held.insert((a, b));
+        core.log(format_args!("hold {from} -> {to}"));
+    }
+
+    /// Delivers what [`hold`](Self::hold) kept, now.
+    pub fn release(&mut self, from: &str, to: &str) {
+        let (a, b) = (self.id(from), self.id(to));
+        let mut core = self.shared.core();
+        core.held.remove(&(a, b));
+        core.log(format_args!("release {from} -> {to}"));
+        core.release(Some((a, b)));
+    }
+
+    /// Resets every stream connection between `a` and `b`: both sides get `Disconnected`.
+    pub fn reset(&mut self, a: &str, b: &str) {
+        let (x, y) = (self.id(a), self.id(b));
+        let mut core = self.shared.core();
+        core.log(format_args!("reset {a} <-> {b}"));
+        core.reset_between(x, y);
+    }
+
+    /// Decides the fate of every packet (after the link's own losses). Replaces any rule set
+    /// before. A rule can target one application message by its payload.
+    pub fn set_rule(&mut self, rule: impl FnMut(&Packet<'_>) -> Verdict + Send + 'static) {
+        self.shared.core().rule = Some(Box::new(rule));
+    }
+
+    /// Crashes `node`: its application stops where it is, its connections reset, its sockets
+    /// vanish. It stays down until [`restart`](Self::restart).
+    pub fn crash(&mut self, node: &str) {
+        let id = self.id(node);
+        {
+            let mut core = self.shared.core();
+            core.log(format_args!("crash {node}"));
+            core.reset_node(id);
+            core.nodes[id].status = Status::Dead;
+        }
+        if let Some(baton) = self.nodes[id].baton.take() {
+            let _ = baton.send(Baton::Kill);
+        }
+        self.join(id);
+    }
+
+    /// Starts `node`'s application again from the beginning, with fresh sockets (crashing it
+    /// first if it runs).
+    pub fn restart(&mut self, node: &str) {
+        let id = self.id(node);
+        if self.shared.core().nodes[id].status != Status::Dead {
+            self.crash(node);
+        }
+        self.shared.core().log(format_args!("restart {node}"));
+        self.start(id);
+    }
+
+    /// Freezes `node`: events wait for it until [`resume`](Self::resume).
+    pub fn pause(&mut self, node: &str) {
+        let id = self.id(node);
+        let mut core = self.shared.core();
+        core.nodes[id].paused = true;
+        core.log(format_args!("pause {node}"));
+    }
+
+    /// Lets a paused node run again; what arrived meanwhile is delivered now.
+    pub fn resume(&mut self, node: &str) {
+        let id = self.id(node);
+        let mut core = self.shared.core();
+        core.nodes[id].paused = false;
+        core.log(format_args!("resume {node}"));
+        let now = core.now;
+        core.wake_at(id, now);
+        if core.nodes[id].status == Status::Starting {
+            let life = core.nodes[id].life;
+            core.schedule(now, Ev::Start(id, life));
+        }
+    }
+
+    // ----- observing -----
+
+    /// Everything that happened so far, one line per event, stamped with virtual time.
+    pub fn trace(&self) -> Vec<String> {
+        self.shared.core().trace.clone()
+    }
+
+    /// How many network events were delivered to nodes.
+    pub fn deliveries(&self) -> u64 {
+        self.shared.core().delivered
+    }
+
+    /// Whether `node`'s application function has returned (after `stop`).
+    pub fn is_finished(&self, node: &str) -> bool {
+        let id = self.id(node);
+        self.shared.core().nodes[id].status == Status::Finished
+    }
+
+    /// A failure report: the seed, the command that reruns it, the tail of the trace, and the
+    /// file the whole trace was written to.
+    fn report(&self, message: &str) -> String {
+        let trace = self.trace();
+        let test = std::thread::current().name().unwrap_or("<test>").to_string();
+        let dir = std::env::temp_dir().join("portnet-sim");
+        let file = dir.join(format!("{}-{}.trace", test.replace("::", "-"), self.seed));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&file, trace.join("\n") + "\n"))
+            .map(|()| file.display().to_string())
+            .unwrap_or_else(|e| format!("(not written: {e})"));
+        let tail = trace.iter().rev().take(25).rev().cloned().collect::<Vec<_>>().join("\n");
+        format!(
+            "portnet sim: {message}\n  seed: {seed}\n  rerun: {SEED_VAR}={seed} cargo test {test}\n  \
+             trace ({} lines) written to {written}; last lines:\n{tail}",
+            trace.len(),
+            seed = self.seed,
+        )
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World::new()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.failure.is_none() {
+            // The test failed on its own assertion: say how to replay it.
+            eprintln!("{}", self.report("the test failed inside this world"));
+        }
+        for slot in &mut self.nodes {
+            if let Some(baton) = slot.baton.take() {
+                let _ = baton.send(Baton::Kill);
+            }
+        }
+        for slot in &mut self.nodes {
+            if let Some(thread) = slot.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// The body of a simulated node's thread.
+fn node_thread<S, F>(shared: Arc<Shared>, node: NodeId, baton: Receiver<Baton>, app: Arc<F>)
+where
+    S: Send + 'static,
+    F: Fn(NodeHandler<S>, NodeListener<S>) + Send + Sync + 'static,
+{
+    CURRENT.set(Some((shared.id, node)));
+    if !matches!(baton.recv(), Ok(Baton::Run)) {
+        return;
+    }
+    let clock = Clock::Manual(shared.core().clock.clone());
+    let yields = shared.yields.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (controller, processor) = driver::split(shared, node, baton);
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let (network, processor) =
+            crate::network::split_on(Controller::Sim(controller), Processor::Sim(processor));
+        let (handler, listener) = node::split_on(network, processor, clock);
+        app(handler, listener);
+    }));
+    let report = match result {
+        Ok(()) => Yielded::Finished(node),
+        Err(payload) if payload.is::<Crashed>() => return,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "(no message)".into());
+            Yielded::Panicked(node, message)
+        }
+    };
+    let _ = yields.send(report);
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish() % 1_000_000_000
+}
+
+/// Runs `scenario` twice with `seed` and compares the traces. Returns the first differing
+/// step, if any: a scenario that is not deterministic (it reads the real clock, iterates a
+/// `HashMap`, spawns threads) shows up here.
+pub fn check_determinism(seed: u64, scenario: impl Fn(&mut World)) -> Result<(), String> {
+    let run = || {
+        let mut world = World::with_seed(seed);
+        scenario(&mut world);
+        world.trace()
+    };
+    let (first, second) = (run(), run());
+    for (step, (a, b)) in first.iter().zip(&second).enumerate() {
+        if a != b {
+            return Err(format!("seed {seed}: traces differ at line {step}:\n  {a}\n  {b}"));
+        }
+    }
+    if first.len() != second.len() {
+        return Err(format!("seed {seed}: traces have {} and {} lines", first.len(), second.len()));
+    }
+    Ok(())
+}
