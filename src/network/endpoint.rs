@@ -6,7 +6,11 @@ use std::net::SocketAddr;
 ///
 /// For connection-oriented transports it names one connection. For `Udp` listeners many
 /// endpoints share the listener's resource and differ by address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+///
+/// Endpoints are ordered (by resource, then address), so they can key a `BTreeMap`: iteration
+/// order then does not depend on a hasher's random seed, which keeps simulated runs
+/// reproducible.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct Endpoint {
     resource_id: ResourceId,
     addr: SocketAddr,

@@ -188,6 +188,8 @@ pub(crate) struct Core {
     pub blocked: BTreeSet<(NodeId, NodeId)>,
     pub held: BTreeSet<(NodeId, NodeId)>,
     parked: Vec<Ev>,
+    /// The latest datagram arrival per path, to keep jitter-free paths in order.
+    last_datagram: BTreeMap<(NodeId, NodeId), Duration>,
     pub rule: Option<Rule>,
     pub trace: Vec<String>,
     /// Nodes that got events since they last ran, in the order they got them.
@@ -213,6 +215,7 @@ impl Core {
             blocked: BTreeSet::new(),
             held: BTreeSet::new(),
             parked: Vec::new(),
+            last_datagram: BTreeMap::new(),
             rule: None,
             trace: Vec::new(),
             to_run: Vec::new(),
@@ -230,7 +233,9 @@ impl Core {
     /// Queues `event` at `at`. Events at the same time run in an order drawn from the seed.
     pub fn schedule(&mut self, at: Duration, event: Ev) -> u64 {
         self.seq += 1;
-        let tiebreak = self.rng.random::<u64>();
+        // Nodes start in the order they were added, before anything else due then: a test
+        // that adds the server first can count on it listening.
+        let tiebreak = if matches!(event, Ev::Start(..)) { 0 } else { self.rng.random::<u64>() };
         self.queue.insert((at.max(self.now), tiebreak, self.seq), event);
         self.seq
     }
@@ -565,7 +570,13 @@ impl Core {
                 copies = 2;
             }
             for _ in 0..copies {
-                let at = self.now + self.delay(from_node, target);
+                let mut at = self.now + self.delay(from_node, target);
+                if link.jitter.is_zero() {
+                    // Without jitter a path does not reorder, as loopback does not.
+                    let last = self.last_datagram.entry((from_node, target)).or_default();
+                    at = at.max(*last + Duration::from_nanos(1));
+                    *last = at;
+                }
                 let event = Ev::Datagram { from_node, from, to, data: data.to_vec() };
                 self.schedule(at, event);
             }

@@ -1,0 +1,301 @@
+//! Behaviour tests written once and run twice: on native loopback and in the simulator, with
+//! the same application functions and the same assertions.
+
+mod util;
+
+use portnet::network::{Endpoint, NetEvent, SendStatus, Transport};
+use portnet::node::{self, NodeEvent, NodeHandler, NodeListener};
+use portnet::sim::World;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// What an application reports back to the test.
+#[derive(Default, Debug)]
+struct Report {
+    /// Where the server listens, once it does.
+    server_addr: Option<String>,
+    /// Per client endpoint (in connect order): the bytes echoed back.
+    echoed: Vec<Vec<u8>>,
+    /// Outcome of each connect.
+    connected: Vec<bool>,
+    /// Signals in the order they arrived.
+    signals: Vec<u32>,
+    done: bool,
+}
+
+#[derive(Clone, Default)]
+struct Shared(Arc<(Mutex<Report>, Condvar)>);
+
+impl Shared {
+    fn update(&self, f: impl FnOnce(&mut Report)) {
+        f(&mut self.0.0.lock().unwrap());
+        self.0.1.notify_all();
+    }
+
+    fn wait_for_server(&self) -> String {
+        let guard = self.0.0.lock().unwrap();
+        let (guard, _) = self
+            .0
+            .1
+            .wait_timeout_while(guard, util::WATCHDOG, |r| r.server_addr.is_none())
+            .unwrap();
+        guard.server_addr.clone().expect("the server never listened")
+    }
+
+    fn take(&self) -> Report {
+        std::mem::take(&mut self.0.0.lock().unwrap())
+    }
+}
+
+/// Where the server listens on each backend.
+struct Place {
+    listen: &'static str,
+}
+
+/// The signals the applications send themselves.
+const GIVE_UP: u32 = u32::MAX;
+
+/// An echo server: every message goes back where it came from.
+fn echo_server(transport: Transport, place: Place, report: Shared) -> impl AppFn {
+    move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
+        let (_, addr) = handler.network().listen(transport, place.listen).unwrap();
+        report.update(|r| r.server_addr = Some(addr.to_string()));
+        listener.for_each(|event| {
+            if let NodeEvent::Network(NetEvent::Message(endpoint, data)) = event {
+                let status = handler.network().send(endpoint, data);
+                assert_eq!(status, SendStatus::Sent, "echo");
+            }
+        });
+    }
+}
+
+/// Clients that each send `messages` and wait for every echo.
+fn echo_clients(
+    transport: Transport,
+    target: Arc<Mutex<String>>,
+    clients: usize,
+    messages: Arc<Vec<Vec<u8>>>,
+    report: Shared,
+) -> impl AppFn {
+    move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
+        let target = target.lock().unwrap().clone();
+        let mut order = Vec::new();
+        let mut echoed: BTreeMap<Endpoint, Vec<u8>> = BTreeMap::new();
+        for _ in 0..clients {
+            let (endpoint, _) = handler.network().connect(transport, target.as_str()).unwrap();
+            order.push(endpoint);
+            echoed.insert(endpoint, Vec::new());
+        }
+        let expected: usize = messages.iter().map(Vec::len).sum();
+        let mut complete = 0;
+        handler.signals().send_with_timer(GIVE_UP, Duration::from_secs(20));
+        listener.for_each(|event| match event {
+            NodeEvent::Network(NetEvent::Connected(endpoint, ok)) => {
+                report.update(|r| r.connected.push(ok));
+                if ok {
+                    for message in messages.iter() {
+                        assert_eq!(handler.network().send(endpoint, message), SendStatus::Sent);
+                    }
+                } else if report.0.0.lock().unwrap().connected.len() == clients {
+                    handler.stop();
+                }
+            }
+            NodeEvent::Network(NetEvent::Message(endpoint, data)) => {
+                let bytes = echoed.get_mut(&endpoint).expect("known endpoint");
+                bytes.extend_from_slice(data);
+                if bytes.len() == expected {
+                    complete += 1;
+                    if complete == clients {
+                        handler.stop();
+                    }
+                }
+            }
+            NodeEvent::Signal(GIVE_UP) => handler.stop(),
+            other => panic!("client got {other:?}"),
+        });
+        let echoed = order.iter().map(|e| echoed.remove(e).unwrap_or_default()).collect();
+        report.update(|r| {
+            r.echoed = echoed;
+            r.done = true;
+        });
+    }
+}
+
+trait AppFn: Fn(NodeHandler<u32>, NodeListener<u32>) + Send + Sync + 'static {}
+impl<F: Fn(NodeHandler<u32>, NodeListener<u32>) + Send + Sync + 'static> AppFn for F {}
+
+/// The two backends a scenario runs on.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Native,
+    Sim(u64),
+}
+
+/// Runs a server app and a client app on `backend`; the client's target is the server's
+/// address (native: a loopback port; simulated: `"server:3000"`).
+fn run(
+    backend: Backend,
+    server: impl AppFn,
+    client: impl AppFn,
+    report: &Shared,
+    target: &Arc<Mutex<String>>,
+) {
+    match backend {
+        Backend::Native => {
+            let (handler, listener) = node::split::<u32>();
+            let server_handler = handler.clone();
+            let server_task = std::thread::spawn(move || server(handler, listener));
+            *target.lock().unwrap() = report.wait_for_server();
+            let (handler, listener) = node::split::<u32>();
+            client(handler, listener);
+            server_handler.stop();
+            server_task.join().unwrap();
+        }
+        Backend::Sim(seed) => {
+            *target.lock().unwrap() = "server:3000".into();
+            let mut world = World::with_seed(seed);
+            world.node("server", server);
+            world.node("client", client);
+            world.run_until(|w| w.is_finished("client"));
+        }
+    }
+}
+
+fn place(backend: Backend) -> Place {
+    match backend {
+        Backend::Native => Place { listen: "127.0.0.1:0" },
+        Backend::Sim(_) => Place { listen: "0.0.0.0:3000" },
+    }
+}
+
+fn echo(backend: Backend, transport: Transport, clients: usize, messages: Vec<Vec<u8>>) {
+    let report = Shared::default();
+    let target = Arc::new(Mutex::new(String::new()));
+    let messages = Arc::new(messages);
+    let server = echo_server(transport, place(backend), report.clone());
+    let client = echo_clients(transport, target.clone(), clients, messages.clone(), report.clone());
+    run(backend, server, client, &report, &target);
+    let report = report.take();
+    assert!(report.done, "{backend:?}: the client never finished");
+    assert_eq!(report.connected, vec![true; clients], "{backend:?} {transport}");
+    let all: Vec<u8> = messages.concat();
+    for (i, bytes) in report.echoed.iter().enumerate() {
+        assert!(
+            *bytes == all,
+            "{backend:?} {transport}: client {i} got {} of {} bytes back, or altered",
+            bytes.len(),
+            all.len()
+        );
+    }
+}
+
+fn refused(backend: Backend, transport: Transport) {
+    let report = Shared::default();
+    let target = Arc::new(Mutex::new(String::new()));
+    // The "server" listens on another port than the one the client tries.
+    let server = {
+        let report = report.clone();
+        let listen = match backend {
+            Backend::Native => "127.0.0.1:0",
+            Backend::Sim(_) => "0.0.0.0:3001",
+        };
+        move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
+            handler.network().listen(transport, listen).unwrap();
+            let closed = match backend {
+                Backend::Native => util::closed_port().to_string(),
+                Backend::Sim(_) => "server:3000".into(),
+            };
+            report.update(|r| r.server_addr = Some(closed));
+            listener.for_each(|_| ());
+        }
+    };
+    let client = echo_clients(transport, target.clone(), 1, Arc::new(vec![]), report.clone());
+    run(backend, server, client, &report, &target);
+    assert_eq!(report.take().connected, vec![false], "{backend:?} {transport}");
+}
+
+fn timers(backend: Backend) {
+    let report = Shared::default();
+    let app = {
+        let report = report.clone();
+        move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
+            handler.signals().send_with_timer(3, Duration::from_millis(30));
+            handler.signals().send_with_timer(1, Duration::from_millis(10));
+            handler.signals().send_with_timer(2, Duration::from_millis(10));
+            let cancelled = handler.signals().send_with_timer(9, Duration::from_millis(20));
+            handler.signals().cancel_timer(cancelled);
+            handler.signals().send(0);
+            let mut seen = 0;
+            listener.for_each(|event| {
+                let signal = event.signal();
+                report.update(|r| r.signals.push(signal));
+                seen += 1;
+                if seen == 4 {
+                    handler.stop();
+                }
+            });
+        }
+    };
+    match backend {
+        Backend::Native => {
+            let (handler, listener) = node::split::<u32>();
+            app(handler, listener);
+        }
+        Backend::Sim(seed) => {
+            let mut world = World::with_seed(seed);
+            world.node("timers", app);
+            world.run_until_idle();
+            assert_eq!(
+                world.now(),
+                Duration::from_millis(30),
+                "virtual time jumps to the last timer"
+            );
+        }
+    }
+    assert_eq!(report.take().signals, [0, 1, 2, 3]);
+}
+
+fn small(count: u32, len: usize) -> Vec<Vec<u8>> {
+    (0..count).map(|i| util::payload(i, len)).collect()
+}
+
+const SEED: u64 = 42;
+
+macro_rules! parity {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn native() {
+                ($body)(Backend::Native)
+            }
+
+            #[test]
+            fn sim() {
+                ($body)(Backend::Sim(SEED))
+            }
+        }
+    };
+}
+
+parity!(echo_tcp, |b| echo(b, Transport::Tcp, 1, small(20, 100)));
+parity!(echo_framed_tcp, |b| echo(b, Transport::FramedTcp, 1, small(20, 100)));
+parity!(echo_udp, |b| echo(b, Transport::Udp, 1, small(20, 100)));
+parity!(echo_ws, |b| echo(b, Transport::Ws, 1, small(20, 100)));
+parity!(many_clients_framed_tcp, |b| echo(b, Transport::FramedTcp, 20, small(10, 64)));
+parity!(many_clients_ws, |b| echo(b, Transport::Ws, 20, small(10, 64)));
+parity!(ordered_burst_framed_tcp, |b| echo(b, Transport::FramedTcp, 1, small(10_000, 16)));
+parity!(ordered_burst_tcp, |b| echo(b, Transport::Tcp, 1, small(10_000, 16)));
+parity!(big_messages_framed_tcp, |b| echo(
+    b,
+    Transport::FramedTcp,
+    1,
+    vec![util::payload(0, 8 << 20), util::payload(1, 8 << 20)]
+));
+parity!(big_messages_ws, |b| echo(b, Transport::Ws, 1, vec![util::payload(0, 8 << 20)]));
+parity!(refused_tcp, |b| refused(b, Transport::Tcp));
+parity!(refused_framed_tcp, |b| refused(b, Transport::FramedTcp));
+parity!(refused_ws, |b| refused(b, Transport::Ws));
+parity!(timers_in_order, timers);
