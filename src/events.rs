@@ -36,6 +36,7 @@ pub(crate) fn split_with_clock<E>(clock: Clock) -> (EventSender<E>, EventReceive
         ready: Condvar::new(),
         clock,
         waker: OnceLock::new(),
+        pump: Mutex::new(None),
     });
     (EventSender { queue: queue.clone() }, EventReceiver { sender: EventSender { queue } })
 }
@@ -62,11 +63,17 @@ impl<E> State<E> {
     }
 }
 
+/// Produces events on the receiver's thread instead of waiting for another thread: a
+/// simulated node's `enqueue` runs its loop this way. Gets the longest it may wait; returns
+/// `None` once nothing more can ever come.
+pub(crate) type Pump<E> = Box<dyn FnMut(Duration) -> Option<Vec<E>> + Send>;
+
 struct Queue<E> {
     state: Mutex<State<E>>,
     ready: Condvar,
     clock: Clock,
     waker: OnceLock<Waker>,
+    pump: Mutex<Option<Pump<E>>>,
 }
 
 impl<E> Queue<E> {
@@ -120,6 +127,11 @@ impl<E> EventSender<E> {
         self.queue.lock().timers.cancel(timer_id.0).is_some()
     }
 
+    /// The time on this queue's clock (virtual in a simulated world).
+    pub(crate) fn now(&self) -> Duration {
+        self.queue.clock.now().0
+    }
+
     pub(crate) fn set_waker(&self, waker: Waker) {
         let _ = self.queue.waker.set(waker);
     }
@@ -153,6 +165,19 @@ impl<E> EventReceiver<E> {
     pub fn receive_timeout(&mut self, timeout: Duration) -> Option<E> {
         let queue = self.queue();
         let give_up = queue.clock.now().after(timeout);
+        if let Some(pump) = queue.pump.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            loop {
+                let now = queue.clock.now();
+                if let Some(event) = queue.lock().pop_ready(now) {
+                    return Some(event);
+                }
+                if now >= give_up {
+                    return None;
+                }
+                let events = pump(now.until(give_up))?;
+                queue.lock().normal.extend(events);
+            }
+        }
         let mut state = queue.lock();
         loop {
             let now = queue.clock.now();
@@ -176,6 +201,16 @@ impl<E> EventReceiver<E> {
     pub fn try_receive(&mut self) -> Option<E> {
         let now = self.queue().clock.now();
         self.queue().lock().pop_ready(now)
+    }
+
+    /// Makes this receiver produce its events with `pump` (see [`Pump`]).
+    pub(crate) fn set_pump(&self, pump: Pump<E>) {
+        *self.queue().pump.lock().unwrap_or_else(|e| e.into_inner()) = Some(pump);
+    }
+
+    /// The clock this queue's timers run on.
+    pub(crate) fn clock(&self) -> Clock {
+        self.queue().clock.clone()
     }
 
     /// How long until the next timer fires (zero if an event is ready now), or `None` if

@@ -168,6 +168,11 @@ impl NetworkController {
         self.backend.weak_waker()
     }
 
+    /// Whether this network is a simulated world's.
+    pub(crate) fn is_simulated(&self) -> bool {
+        self.backend.is_simulated()
+    }
+
     pub(crate) fn wake(&self) {
         self.backend.wake()
     }

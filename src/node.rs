@@ -188,6 +188,12 @@ impl<S> NodeHandler<S> {
         self.0.network.wake();
     }
 
+    /// The time on the node's clock: since the node was created natively, since the world
+    /// began in a simulated world (virtual time).
+    pub fn now(&self) -> Duration {
+        self.0.signals.now()
+    }
+
     /// Whether the node is running (from creation until `stop`).
     pub fn is_running(&self) -> bool {
         self.0.running.load(Ordering::Acquire)
@@ -330,19 +336,42 @@ impl<S> NodeListener<S> {
 impl<S: Send + 'static> NodeListener<S> {
     /// Runs [`for_each`](Self::for_each) on a new thread. The returned task waits for it
     /// (after `stop`) when dropped or on [`NodeTask::wait`].
+    ///
+    /// In a simulated world only the node's own thread may run its loop, so there the loop
+    /// runs when the task is waited for (or dropped), on that thread, in virtual time.
     pub fn for_each_async(
         self,
         event_callback: impl FnMut(NodeEvent<'_, S>) + Send + 'static,
     ) -> NodeTask {
+        if self.handler.network().is_simulated() {
+            return NodeTask {
+                run: Some(Run::Deferred(Box::new(move || self.for_each(event_callback)))),
+            };
+        }
         let thread = std::thread::Builder::new()
             .name("portnet-node".into())
             .spawn(move || self.for_each(event_callback))
             .unwrap_or_else(|e| panic!("portnet: cannot spawn the node thread: {e}"));
-        NodeTask { thread: Some(thread) }
+        NodeTask { run: Some(Run::Thread(thread)) }
     }
 
     /// Runs the node on a new thread that puts every event, owned, into the returned queue.
-    pub fn enqueue(self) -> (NodeTask, EventReceiver<StoredNodeEvent<S>>) {
+    ///
+    /// In a simulated world the queue runs the node's loop itself when asked for an event, on
+    /// the asking thread, in virtual time.
+    pub fn enqueue(mut self) -> (NodeTask, EventReceiver<StoredNodeEvent<S>>) {
+        if self.handler.network().is_simulated() {
+            let (_, receiver) = events::split_with_clock(self.signals.clock());
+            receiver.set_pump(Box::new(move |timeout| {
+                if !self.handler.is_running() {
+                    return None;
+                }
+                let mut events = Vec::new();
+                self.turn(Some(timeout), &mut |event| events.push(event.into()));
+                Some(events)
+            }));
+            return (NodeTask { run: None }, receiver);
+        }
         let (sender, receiver) = events::split::<StoredNodeEvent<S>>();
         let task = self.for_each_async(move |event| sender.send(event.into()));
         (task, receiver)
@@ -353,19 +382,35 @@ impl<S: Send + 'static> NodeListener<S> {
 /// waits for the node to stop.
 #[must_use = "dropping the task waits for the node to stop"]
 pub struct NodeTask {
-    thread: Option<JoinHandle<()>>,
+    run: Option<Run>,
+}
+
+/// How a [`NodeTask`]'s loop runs.
+enum Run {
+    /// On its own thread (native).
+    Thread(JoinHandle<()>),
+    /// On the thread that waits for it (simulated).
+    Deferred(Box<dyn FnOnce() + Send>),
 }
 
 impl NodeTask {
     /// Blocks until the node stops. Returns at once if it already has. A panic in the event
     /// callback is passed on here.
     pub fn wait(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            if let Err(panic) = thread.join() {
-                if !std::thread::panicking() {
-                    std::panic::resume_unwind(panic);
+        match self.run.take() {
+            Some(Run::Thread(thread)) => {
+                if let Err(panic) = thread.join() {
+                    if !std::thread::panicking() {
+                        std::panic::resume_unwind(panic);
+                    }
                 }
             }
+            Some(Run::Deferred(run)) => {
+                if !std::thread::panicking() {
+                    run();
+                }
+            }
+            None => (),
         }
     }
 }

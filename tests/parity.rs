@@ -299,3 +299,56 @@ parity!(refused_tcp, |b| refused(b, Transport::Tcp));
 parity!(refused_framed_tcp, |b| refused(b, Transport::FramedTcp));
 parity!(refused_ws, |b| refused(b, Transport::Ws));
 parity!(timers_in_order, timers);
+
+/// The other listener modes, on each backend's time.
+fn listener_modes(backend: Backend) {
+    let report = Shared::default();
+    let app = {
+        let report = report.clone();
+        move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
+            let start = handler.now();
+            handler.signals().send_with_timer(1, Duration::from_millis(10));
+            let (mut task, mut events) = listener.enqueue();
+            match events.receive_timeout(util::WATCHDOG) {
+                Some(node::StoredNodeEvent::Signal(1)) => report.update(|r| r.signals.push(1)),
+                other => panic!("{other:?}"),
+            }
+            assert!(handler.now() - start >= Duration::from_millis(10), "the timer fired early");
+            handler.stop();
+            task.wait();
+        }
+    };
+    let async_app = {
+        let report = report.clone();
+        move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
+            handler.signals().send_with_timer(2, Duration::from_millis(5));
+            let inner = handler.clone();
+            let reporter = report.clone();
+            let task = listener.for_each_async(move |event| {
+                reporter.update(|r| r.signals.push(event.signal()));
+                inner.stop();
+            });
+            drop(task); // waits for the node to stop
+        }
+    };
+    match backend {
+        Backend::Native => {
+            let (handler, listener) = node::split::<u32>();
+            app(handler, listener);
+            let (handler, listener) = node::split::<u32>();
+            async_app(handler, listener);
+        }
+        Backend::Sim(seed) => {
+            let mut world = World::with_seed(seed);
+            world.node("enqueue", app);
+            world.node("async", async_app);
+            world.run_until_idle();
+            assert!(world.is_finished("enqueue") && world.is_finished("async"));
+        }
+    }
+    let mut signals = report.take().signals;
+    signals.sort();
+    assert_eq!(signals, [1, 2]);
+}
+
+parity!(enqueue_and_for_each_async, listener_modes);

@@ -110,6 +110,14 @@ impl Controller {
         dispatch!(self, d => d.weak_waker())
     }
 
+    pub fn is_simulated(&self) -> bool {
+        #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+        if let Self::Sim(_) = self {
+            return true;
+        }
+        false
+    }
+
     /// Wakes the processor from its wait.
     pub fn wake(&self) {
         dispatch!(self, d => d.wake())
