@@ -405,12 +405,8 @@ impl NodeTask {
                     }
                 }
             }
-            Some(Run::Deferred(run)) => {
-                if !std::thread::panicking() {
-                    run();
-                }
-            }
-            None => (),
+            Some(Run::Deferred(run)) if !std::thread::panicking() => run(),
+            Some(Run::Deferred(_)) | None => (),
         }
     }
 }
