@@ -46,7 +46,7 @@
 //! test prints it with the command that reruns exactly that case, the tail of the trace, and
 //! where the whole trace was written.
 
-pub use crate::backend::sim::world::{Link, Packet, Verdict};
+pub use crate::backend::sim::world::{Fault, Link, Packet, Verdict};
 
 use crate::backend::sim::world::{Core, Ev, NodeId, Status};
 use crate::backend::sim::{self as driver, Baton, CURRENT, Crashed, Shared, Yielded};
@@ -374,8 +374,9 @@ impl World {
     pub fn partition_one_way(&mut self, from: &str, to: &str) {
         let (a, b) = (self.id(from), self.id(to));
         let mut core = self.shared.core();
-        core.blocked.insert((a, b));
-        core.log(format_args!("partition {from} -> {to}"));
+        if core.fault(a, b, format_args!("partition")) {
+            core.blocked.insert((a, b));
+        }
     }
 
     /// Cuts `node` off from every other node, both ways.
@@ -399,8 +400,9 @@ impl World {
     pub fn hold(&mut self, from: &str, to: &str) {
         let (a, b) = (self.id(from), self.id(to));
         let mut core = self.shared.core();
-        core.held.insert((a, b));
-        core.log(format_args!("hold {from} -> {to}"));
+        if core.fault(a, b, format_args!("hold")) {
+            core.held.insert((a, b));
+        }
     }
 
     /// Delivers what [`hold`](Self::hold) kept, now.
@@ -416,8 +418,9 @@ impl World {
     pub fn reset(&mut self, a: &str, b: &str) {
         let (x, y) = (self.id(a), self.id(b));
         let mut core = self.shared.core();
-        core.log(format_args!("reset {a} <-> {b}"));
-        core.reset_between(x, y);
+        if core.fault(x, y, format_args!("reset the connections between them")) {
+            core.reset_between(x, y);
+        }
     }
 
     /// Decides the fate of every packet (after the link's own losses). Replaces any rule set
@@ -432,7 +435,9 @@ impl World {
         let id = self.id(node);
         {
             let mut core = self.shared.core();
-            core.log(format_args!("crash {node}"));
+            if !core.fault(id, id, format_args!("crash")) {
+                return;
+            }
             core.reset_node(id);
             core.nodes[id].status = Status::Dead;
         }
@@ -448,6 +453,9 @@ impl World {
         let id = self.id(node);
         if self.shared.core().nodes[id].status != Status::Dead {
             self.crash(node);
+            if self.shared.core().nodes[id].status != Status::Dead {
+                return; // the crash was suppressed by a shrinking replay
+            }
         }
         self.shared.core().log(format_args!("restart {node}"));
         self.start(id);
@@ -457,8 +465,9 @@ impl World {
     pub fn pause(&mut self, node: &str) {
         let id = self.id(node);
         let mut core = self.shared.core();
-        core.nodes[id].paused = true;
-        core.log(format_args!("pause {node}"));
+        if core.fault(id, id, format_args!("pause")) {
+            core.nodes[id].paused = true;
+        }
     }
 
     /// Lets a paused node run again; what arrived meanwhile is delivered now.
@@ -604,4 +613,141 @@ pub fn check_determinism(seed: u64, scenario: impl Fn(&mut World)) -> Result<(),
         return Err(format!("seed {seed}: traces have {} and {} lines", first.len(), second.len()));
     }
     Ok(())
+}
+
+/// A scenario run that failed.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The seed that reproduces it.
+    pub seed: u64,
+    /// What failed (the panic message, with the world's report when the world saw it).
+    pub message: String,
+    /// The faults that took effect in that run.
+    pub faults: Vec<Fault>,
+}
+
+/// What [`shrink`] found.
+#[derive(Clone, Debug)]
+pub struct Shrunk {
+    /// The seed of the failing run.
+    pub seed: u64,
+    /// The fewest of its faults that still make the scenario fail.
+    pub faults: Vec<Fault>,
+    /// How the minimal run failed.
+    pub message: String,
+    /// The minimal run's trace.
+    pub trace: Vec<String>,
+    /// How many runs shrinking took.
+    pub runs: usize,
+}
+
+impl std::fmt::Display for Shrunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "seed {} still fails with {} fault(s):", self.seed, self.faults.len())?;
+        for fault in &self.faults {
+            writeln!(f, "  #{}: {}", fault.index, fault.description)?;
+        }
+        write!(f, "failure: {}", self.message.lines().next().unwrap_or(""))
+    }
+}
+
+thread_local! {
+    /// Set while a runner runs scenarios that are expected to fail: their panics are results,
+    /// not news.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `scenario` in a fresh world; `allowed` restricts which fault decisions take effect.
+fn run_once(
+    seed: u64,
+    allowed: Option<std::collections::BTreeSet<usize>>,
+    scenario: &dyn Fn(&mut World),
+) -> (Result<(), String>, Vec<Fault>, Vec<String>) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.get() {
+                previous(info);
+            }
+        }));
+    });
+    let mut world = World::with_seed(seed);
+    world.shared.core().allowed = allowed;
+    QUIET.set(true);
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| scenario(&mut world)));
+    QUIET.set(false);
+    let (faults, trace) = {
+        let core = world.shared.core();
+        (core.tape.iter().filter(|f| f.applied).cloned().collect(), core.trace.clone())
+    };
+    let result = result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "(a panic without a message)".into())
+    });
+    (result, faults, trace)
+}
+
+/// Runs `scenario` (which builds a world's nodes and faults, runs it, and panics when an
+/// invariant breaks) once per seed, and returns the seeds that failed.
+pub fn run_seeds(
+    seeds: impl IntoIterator<Item = u64>,
+    scenario: impl Fn(&mut World),
+) -> Vec<Failure> {
+    seeds
+        .into_iter()
+        .filter_map(|seed| {
+            let (result, faults, _) = run_once(seed, None, &scenario);
+            result.err().map(|message| Failure { seed, message, faults })
+        })
+        .collect()
+}
+
+/// Finds the fewest faults of a failing run that still make `scenario` fail: replays the
+/// seed with faults removed (a chunk at a time, then one at a time) while it keeps failing.
+/// Returns `None` if the seed does not fail.
+pub fn shrink(seed: u64, scenario: impl Fn(&mut World)) -> Option<Shrunk> {
+    const MAX_RUNS: usize = 400;
+    let (result, faults, trace) = run_once(seed, None, &scenario);
+    let mut message = result.err()?;
+    let mut trace = trace;
+    let mut kept: Vec<usize> = faults.iter().map(|f| f.index).collect();
+    let mut minimal = faults;
+    let mut runs = 1;
+    let mut chunk = kept.len().div_ceil(2).max(1);
+    while !kept.is_empty() && runs < MAX_RUNS {
+        let mut removed = false;
+        let mut start = 0;
+        while start < kept.len() && runs < MAX_RUNS {
+            let candidate: Vec<usize> = kept[..start]
+                .iter()
+                .chain(&kept[(start + chunk).min(kept.len())..])
+                .copied()
+                .collect();
+            runs += 1;
+            let (result, faults, candidate_trace) =
+                run_once(seed, Some(candidate.iter().copied().collect()), &scenario);
+            match result {
+                Err(failure) => {
+                    kept = candidate;
+                    minimal = faults;
+                    message = failure;
+                    trace = candidate_trace;
+                    removed = true;
+                }
+                Ok(()) => start += chunk,
+            }
+        }
+        if chunk == 1 && !removed {
+            break;
+        }
+        if !removed {
+            chunk = chunk.div_ceil(2);
+        }
+        chunk = chunk.min(kept.len()).max(1);
+    }
+    Some(Shrunk { seed, faults: minimal, message, trace, runs })
 }

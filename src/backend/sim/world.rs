@@ -76,6 +76,17 @@ pub struct Packet<'a> {
     pub payload: &'a [u8],
 }
 
+/// One fault decision of a run, as recorded on its tape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// Its place among the run's fault decisions.
+    pub index: usize,
+    /// What it did, e.g. `"client -> server: lose a datagram"`.
+    pub description: String,
+    /// Whether it took effect (a shrinking replay suppresses some).
+    pub applied: bool,
+}
+
 /// A per-packet rule.
 pub(crate) type Rule = Box<dyn FnMut(&Packet<'_>) -> Verdict + Send>;
 
@@ -191,6 +202,10 @@ pub(crate) struct Core {
     /// The latest datagram arrival per path, to keep jitter-free paths in order.
     last_datagram: BTreeMap<(NodeId, NodeId), Duration>,
     pub rule: Option<Rule>,
+    /// Every fault decision of the run, in order.
+    pub tape: Vec<Fault>,
+    /// When replaying to shrink: the only fault decisions (by index) that may take effect.
+    pub allowed: Option<BTreeSet<usize>>,
     pub trace: Vec<String>,
     /// Nodes that got events since they last ran, in the order they got them.
     pub to_run: Vec<NodeId>,
@@ -217,6 +232,8 @@ impl Core {
             parked: Vec::new(),
             last_datagram: BTreeMap::new(),
             rule: None,
+            tape: Vec::new(),
+            allowed: None,
             trace: Vec::new(),
             to_run: Vec::new(),
             delivered: 0,
@@ -515,7 +532,10 @@ impl Core {
                 Verdict::Delay(extra) => at += extra,
                 Verdict::Pass | Verdict::Duplicate => (),
             }
-            if self.chance(self.link(from, to).loss) {
+            let lost = self.chance(self.link(from, to).loss);
+            if lost
+                && self.fault(from, to, format_args!("lose a {transport} segment (retransmitted)"))
+            {
                 at += RETRANSMIT;
             }
             self.schedule_segment(conn, side, at, Ev::Segment { conn, from: side, data: piece });
@@ -537,16 +557,36 @@ impl Core {
             Packet { from: &self.nodes[from].name, to: &self.nodes[to].name, transport, payload };
         let verdict = rule(&packet);
         self.rule = Some(rule);
-        if verdict != Verdict::Pass {
-            let line = format!(
-                "rule: {verdict:?} {} -> {} {transport} {} bytes",
-                self.nodes[from].name,
-                self.nodes[to].name,
-                payload.len()
-            );
-            self.log(format_args!("{line}"));
+        let len = payload.len();
+        if verdict == Verdict::Pass
+            || self.fault(from, to, format_args!("rule: {verdict:?} {transport} {len} bytes"))
+        {
+            verdict
+        } else {
+            Verdict::Pass
         }
-        verdict
+    }
+
+    /// Records a fault decision on the tape and says whether to apply it: a shrinking replay
+    /// allows only some of them. Randomness is drawn before this, so suppressing a fault does
+    /// not shift the draws that follow.
+    pub fn fault(&mut self, from: NodeId, to: NodeId, what: std::fmt::Arguments<'_>) -> bool {
+        let description = match (self.nodes.get(from), self.nodes.get(to)) {
+            (Some(a), Some(b)) if from != to => format!("{} -> {}: {what}", a.name, b.name),
+            (Some(a), _) => format!("{}: {what}", a.name),
+            _ => what.to_string(),
+        };
+        self.fault_described(description)
+    }
+
+    /// [`fault`](Self::fault) with the description already made.
+    pub fn fault_described(&mut self, description: String) -> bool {
+        let index = self.tape.len();
+        let applied = self.allowed.as_ref().is_none_or(|allowed| allowed.contains(&index));
+        let verb = if applied { "fault" } else { "fault suppressed" };
+        self.log(format_args!("{verb} #{index}: {description}"));
+        self.tape.push(Fault { index, description, applied });
+        applied
     }
 
     fn send_datagram(&mut self, from_node: NodeId, from: SocketAddr, to: SocketAddr, data: &[u8]) {
@@ -557,20 +597,27 @@ impl Core {
         };
         for target in targets {
             let link = self.link(from_node, target);
-            let mut copies = 1;
+            let (mut copies, mut extra) = (1, Duration::ZERO);
             match self.judge(from_node, target, Transport::Udp, data) {
                 Verdict::Drop => copies = 0,
                 Verdict::Duplicate => copies = 2,
-                Verdict::Delay(_) | Verdict::Pass => (),
+                Verdict::Delay(delay) => extra = delay,
+                Verdict::Pass => (),
             }
-            if self.chance(link.loss) {
+            // Both drawn every time, so the draws stay aligned when a replay suppresses one.
+            let (lost, duplicated) = (self.chance(link.loss), self.chance(link.duplicate));
+            if copies > 0 && lost && self.fault(from_node, target, format_args!("lose a datagram"))
+            {
                 copies = 0;
             }
-            if copies == 1 && self.chance(link.duplicate) {
+            if copies == 1
+                && duplicated
+                && self.fault(from_node, target, format_args!("duplicate a datagram"))
+            {
                 copies = 2;
             }
             for _ in 0..copies {
-                let mut at = self.now + self.delay(from_node, target);
+                let mut at = self.now + self.delay(from_node, target) + extra;
                 if link.jitter.is_zero() {
                     // Without jitter a path does not reorder, as loopback does not.
                     let last = self.last_datagram.entry((from_node, target)).or_default();
