@@ -48,15 +48,17 @@
 
 pub use crate::backend::sim::world::{Fault, Link, Packet, Verdict};
 
+use crate::backend::sim::handoff::Handoff;
 use crate::backend::sim::world::{Core, Ev, NodeId, Status};
-use crate::backend::sim::{self as driver, Baton, CURRENT, Crashed, Shared, Yielded};
+use crate::backend::sim::{
+    self as driver, Baton, CURRENT, Crashed, NODE_SPINS, Shared, WORLD_SPINS, Yielded,
+};
 use crate::backend::{Controller, Processor};
 use crate::core::clock::Clock;
 use crate::node::{self, NodeHandler, NodeListener};
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -72,12 +74,12 @@ const MAX_STEPS: u64 = 50_000_000;
 
 static NEXT_WORLD: AtomicU64 = AtomicU64::new(1);
 
-type Spawner = Box<dyn Fn(Arc<Shared>, NodeId) -> (Sender<Baton>, JoinHandle<()>) + Send>;
+type Spawner = Box<dyn Fn(Arc<Shared>, NodeId) -> (Arc<Handoff<Baton>>, JoinHandle<()>) + Send>;
 type Action = Box<dyn FnOnce(&mut World) + Send>;
 
 struct NodeSlot {
     spawn: Spawner,
-    baton: Option<Sender<Baton>>,
+    baton: Option<Arc<Handoff<Baton>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -85,7 +87,6 @@ struct NodeSlot {
 pub struct World {
     seed: u64,
     shared: Arc<Shared>,
-    yields: Receiver<Yielded>,
     nodes: Vec<NodeSlot>,
     actions: BTreeMap<u64, Action>,
     next_action: u64,
@@ -108,17 +109,15 @@ impl World {
     pub fn with_seed(seed: u64) -> World {
         let (clock, now) = Clock::manual();
         drop(clock);
-        let (yield_tx, yields) = mpsc::channel();
         let shared = Arc::new(Shared {
             id: NEXT_WORLD.fetch_add(1, Ordering::Relaxed),
             core: Mutex::new(Core::new(seed, now)),
-            yields: Mutex::new(yield_tx),
+            yields: Handoff::new(WORLD_SPINS),
             world_thread: std::thread::current().id(),
         });
         World {
             seed,
             shared,
-            yields,
             nodes: Vec::new(),
             actions: BTreeMap::new(),
             next_action: 0,
@@ -154,13 +153,14 @@ impl World {
         let app = Arc::new(app);
         let name = name.to_string();
         let spawn: Spawner = Box::new(move |shared, node| {
-            let (baton_tx, baton_rx) = mpsc::channel();
+            let baton = Arc::new(Handoff::new(NODE_SPINS));
             let app = app.clone();
+            let node_baton = baton.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("sim-{name}"))
-                .spawn(move || node_thread(shared, node, baton_rx, app))
+                .spawn(move || node_thread(shared, node, node_baton, app))
                 .unwrap_or_else(|e| panic!("portnet sim: cannot spawn a node thread: {e}"));
-            (baton_tx, thread)
+            (baton, thread)
         });
         self.nodes.push(NodeSlot { spawn, baton: None, thread: None });
         self.start(id);
@@ -252,25 +252,25 @@ impl World {
         if baton.send(Baton::Run).is_err() {
             return;
         }
-        let answer = self.yields.recv_timeout(NODE_STUCK_AFTER);
-        if let Ok(Yielded::Waiting(from) | Yielded::Finished(from) | Yielded::Panicked(from, _)) =
+        let answer = self.shared.yields.recv(Some(NODE_STUCK_AFTER));
+        if let Some(Yielded::Waiting(from) | Yielded::Finished(from) | Yielded::Panicked(from, _)) =
             &answer
         {
             debug_assert_eq!(*from, node, "only the node holding the baton yields");
         }
         match answer {
-            Ok(Yielded::Waiting(_)) => (),
-            Ok(Yielded::Finished(_)) => {
+            Some(Yielded::Waiting(_)) => (),
+            Some(Yielded::Finished(_)) => {
                 self.shared.core().nodes[node].status = Status::Finished;
                 self.join(node);
             }
-            Ok(Yielded::Panicked(_, message)) => {
+            Some(Yielded::Panicked(_, message)) => {
                 let name = self.name(node);
                 self.shared.core().nodes[node].status = Status::Dead;
                 self.join(node);
                 self.fail(format!("node {name:?} panicked: {message}"));
             }
-            Err(_) => {
+            None => {
                 let name = self.name(node);
                 self.fail(format!(
                     "node {name:?} ran for {NODE_STUCK_AFTER:?} of real time without waiting: \
@@ -549,18 +549,17 @@ impl Drop for World {
 }
 
 /// The body of a simulated node's thread.
-fn node_thread<S, F>(shared: Arc<Shared>, node: NodeId, baton: Receiver<Baton>, app: Arc<F>)
+fn node_thread<S, F>(shared: Arc<Shared>, node: NodeId, baton: Arc<Handoff<Baton>>, app: Arc<F>)
 where
     S: Send + 'static,
     F: Fn(NodeHandler<S>, NodeListener<S>) + Send + Sync + 'static,
 {
     CURRENT.set(Some((shared.id, node)));
-    if !matches!(baton.recv(), Ok(Baton::Run)) {
+    if !matches!(baton.recv(None), Some(Baton::Run)) {
         return;
     }
     let clock = Clock::Manual(shared.core().clock.clone());
-    let yields = shared.yields.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let (controller, processor) = driver::split(shared, node, baton);
+    let (controller, processor) = driver::split(shared.clone(), node, baton);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let (network, processor) =
             crate::network::split_on(Controller::Sim(controller), Processor::Sim(processor));
@@ -579,7 +578,7 @@ where
             Yielded::Panicked(node, message)
         }
     };
-    let _ = yields.send(report);
+    let _ = shared.yields.send(report);
 }
 
 fn random_seed() -> u64 {

@@ -30,3 +30,4 @@ cargo run --locked --example demo
 
 step "benchmarks, short mode (checks they run; numbers are in docs/performance.md)"
 PORTNET_BENCH_QUICK=1 cargo bench --locked --bench transports
+PORTNET_BENCH_QUICK=1 cargo bench --locked --bench sim

@@ -6,19 +6,26 @@
 //! concerns. So application code blocks and borrows exactly as natively, and only one node runs
 //! at a time, in an order fixed by the seed.
 
+pub(crate) mod handoff;
 pub(crate) mod world;
 
 use crate::network::{
     Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, StoredNetEvent, TransportConnect,
     TransportListen,
 };
+use handoff::Handoff;
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use world::{Core, NodeId, Status};
+
+/// How long a waiting node spins before it sleeps: briefly, since usually another node runs next.
+pub(crate) const NODE_SPINS: u32 = 200;
+
+/// How long the world spins waiting for a node: the node usually answers within microseconds.
+pub(crate) const WORLD_SPINS: u32 = 20_000;
 
 /// What the world tells a node's thread.
 pub(crate) enum Baton {
@@ -47,7 +54,8 @@ thread_local! {
 pub(crate) struct Shared {
     pub id: u64,
     pub core: Mutex<Core>,
-    pub yields: Mutex<Sender<Yielded>>,
+    /// Node threads give the baton back here.
+    pub yields: Handoff<Yielded>,
     pub world_thread: std::thread::ThreadId,
 }
 
@@ -62,7 +70,7 @@ impl Shared {
 pub(crate) struct Controller {
     shared: Arc<Shared>,
     node: NodeId,
-    baton: Arc<Mutex<Receiver<Baton>>>,
+    baton: Arc<Handoff<Baton>>,
 }
 
 /// A simulated node's event source.
@@ -73,9 +81,9 @@ pub(crate) struct Processor {
 pub(crate) fn split(
     shared: Arc<Shared>,
     node: NodeId,
-    baton: Receiver<Baton>,
+    baton: Arc<Handoff<Baton>>,
 ) -> (Controller, Processor) {
-    let controller = Controller { shared, node, baton: Arc::new(Mutex::new(baton)) };
+    let controller = Controller { shared, node, baton };
     (controller.clone(), Processor { controller })
 }
 
@@ -201,14 +209,12 @@ impl Controller {
             core.nodes[self.node].status = Status::Waiting;
             core.nodes[self.node].removed.clear();
         }
-        let yields = self.shared.yields.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if yields.send(Yielded::Waiting(self.node)).is_err() {
+        if self.shared.yields.send(Yielded::Waiting(self.node)).is_err() {
             std::panic::resume_unwind(Box::new(Crashed));
         }
-        let baton = self.baton.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        match baton {
-            Ok(Baton::Run) => (),
-            Ok(Baton::Kill) | Err(_) => std::panic::resume_unwind(Box::new(Crashed)),
+        match self.baton.recv(None) {
+            Some(Baton::Run) => (),
+            Some(Baton::Kill) | None => std::panic::resume_unwind(Box::new(Crashed)),
         }
     }
 }
