@@ -261,7 +261,11 @@ impl World {
         match answer {
             Some(Yielded::Waiting(_)) => (),
             Some(Yielded::Finished(_)) => {
-                self.shared.core().nodes[node].status = Status::Finished;
+                // Its sockets close as a process's do when it exits.
+                let mut core = self.shared.core();
+                core.reset_node(node);
+                core.nodes[node].status = Status::Finished;
+                drop(core);
                 self.join(node);
             }
             Some(Yielded::Panicked(_, message)) => {

@@ -112,21 +112,24 @@ impl ToRemoteAddr for RemoteAddr {
     }
 }
 
-fn first_addr(addrs: impl ToSocketAddrs, what: &dyn std::fmt::Debug) -> io::Result<RemoteAddr> {
-    addrs.to_socket_addrs()?.next().map(RemoteAddr::Socket).ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("{what:?} resolved to no address"))
-    })
+/// A host name stays a name (resolved by the backend: DNS natively, node names in a
+/// simulated world); an IP literal becomes a socket address.
+fn host_port(host: &str, port: u16) -> RemoteAddr {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => RemoteAddr::Socket(SocketAddr::new(ip, port)),
+        Err(_) => RemoteAddr::Str(format!("{host}:{port}")),
+    }
 }
 
 impl ToRemoteAddr for (&str, u16) {
     fn to_remote_addr(&self) -> io::Result<RemoteAddr> {
-        first_addr(*self, self)
+        Ok(host_port(self.0, self.1))
     }
 }
 
 impl ToRemoteAddr for (String, u16) {
     fn to_remote_addr(&self) -> io::Result<RemoteAddr> {
-        first_addr((self.0.as_str(), self.1), self)
+        Ok(host_port(&self.0, self.1))
     }
 }
 
@@ -159,11 +162,13 @@ mod tests {
         let url = "ws://domain:1234/socket".to_remote_addr().unwrap();
         assert!(url.is_string());
         assert_eq!(url.string(), "ws://domain:1234/socket");
-        assert!(("localhost", 80).to_remote_addr().unwrap().is_socket_addr());
+        assert_eq!(("localhost", 80).to_remote_addr().unwrap().string(), "localhost:80");
+        assert!(("::1", 80).to_remote_addr().unwrap().is_socket_addr());
     }
 
     #[test]
     fn unresolvable_is_an_error() {
-        assert!(("no such host.invalid", 80).to_remote_addr().is_err());
+        let addr = ("no such host.invalid", 80).to_remote_addr().unwrap();
+        assert!(addr.to_socket_addrs().is_err());
     }
 }

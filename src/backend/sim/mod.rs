@@ -65,6 +65,23 @@ impl Shared {
     }
 }
 
+/// Panics unless the current thread belongs to the world: one of its node threads, or the
+/// thread that owns it.
+fn check_thread(shared: &Shared, node: NodeId) {
+    let here = CURRENT.get();
+    if matches!(here, Some((world, _)) if world == shared.id)
+        || std::thread::current().id() == shared.world_thread
+    {
+        return;
+    }
+    let name = shared.core().nodes[node].name.clone();
+    panic!(
+        "portnet sim: the handler of simulated node {name:?} was used from a thread outside \
+         its world; only the world's node threads and the thread that owns the World may \
+         use it (spawned threads would run outside the seeded schedule)"
+    );
+}
+
 /// A simulated node's network controller.
 #[derive(Clone)]
 pub(crate) struct Controller {
@@ -91,18 +108,7 @@ impl Controller {
     /// Simulated nodes are driven by their world: a handler used from a thread the world does
     /// not know would run outside its schedule and break determinism. Fail loudly instead.
     fn check_thread(&self) {
-        let here = CURRENT.get();
-        if matches!(here, Some((world, _)) if world == self.shared.id)
-            || std::thread::current().id() == self.shared.world_thread
-        {
-            return;
-        }
-        let name = self.shared.core().nodes[self.node].name.clone();
-        panic!(
-            "portnet sim: the handler of simulated node {name:?} was used from a thread outside \
-             its world; only the world's node threads and the thread that owns the World may \
-             use it (spawned threads would run outside the seeded schedule)"
-        );
+        check_thread(&self.shared, self.node);
     }
 
     fn core(&self) -> MutexGuard<'_, Core> {
@@ -125,6 +131,13 @@ impl Controller {
                 (crate::adapters::DEFAULT_CONNECT_TIMEOUT, crate::adapters::ws::MAX_PAYLOAD_LEN)
             }
         };
+        if sync && CURRENT.get().is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "portnet sim: connect_sync from the thread that owns the World would block the world; \
+                 use connect and run the world",
+            ));
+        }
         let result = self.core().connect(self.node, transport, &addr, timeout, max_frame)?;
         if sync {
             // Let the world run until the connect is decided, in virtual time.
@@ -182,6 +195,7 @@ impl Controller {
             if CURRENT.get() == Some((shared.id, node)) {
                 return; // the node itself: its loop sees the signal
             }
+            check_thread(&shared, node);
             let mut core = shared.core();
             if core.nodes[node].status == Status::Waiting {
                 let now = core.now;

@@ -98,8 +98,11 @@ pub(crate) enum Ev {
     Wake(NodeId, u64),
     /// A connect's first packet reaches the server.
     Syn(u64),
-    /// The server's answer reaches the client.
-    SynAck(u64),
+    /// The server's answer reaches the client (first in the server's stream).
+    SynAck {
+        conn: u64,
+        seq: u64,
+    },
     /// No listener: the client learns it was refused.
     Refused(u64),
     ConnectTimeout(u64),
@@ -107,12 +110,14 @@ pub(crate) enum Ev {
     Segment {
         conn: u64,
         from: usize,
+        seq: u64,
         data: Vec<u8>,
     },
     /// The connection ended at side `from` (closed or reset): the other side is told.
     Fin {
         conn: u64,
         from: usize,
+        seq: u64,
     },
     Datagram {
         from_node: NodeId,
@@ -178,8 +183,13 @@ struct Conn {
     open: [bool; 2],
     closed: [bool; 2],
     listener: Option<ResourceId>,
-    /// The latest arrival scheduled per direction (index: sending side), so bytes stay ordered.
+    /// The latest arrival scheduled per direction (index: sending side), for realistic timing.
     last_arrival: [Duration; 2],
+    /// Per direction: the next sequence number to send and to deliver, and what arrived early.
+    /// Delivery goes by sequence number, so no retransmit or release can reorder a stream.
+    sent: [u64; 2],
+    delivered: [u64; 2],
+    early: [BTreeMap<u64, Ev>; 2],
     max_frame: usize,
 }
 
@@ -325,7 +335,17 @@ impl Core {
 
     fn deliver(&mut self, node: NodeId, event: StoredNetEvent) {
         let name = &self.nodes[node].name;
-        let line = format!("{name} <- {event:?}");
+        let mut line = format!("{name} <- {:?}", event.borrow());
+        if let StoredNetEvent::Message(_, data) = &event {
+            // The first bytes, so a trace tells messages apart (and catches reordering).
+            line.push_str(": ");
+            for byte in data.iter().take(16) {
+                let _ = write!(line, "{byte:02x}");
+            }
+            if data.len() > 16 {
+                line.push_str("..");
+            }
+        }
         self.log(format_args!("{line}"));
         self.delivered += 1;
         self.nodes[node].inbox.push_back(event);
@@ -369,6 +389,12 @@ impl Core {
             RemoteAddr::Socket(addr) => return Ok(*addr),
             RemoteAddr::Str(text) => text,
         };
+        if transport == Transport::Ws && text.starts_with("wss://") {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{text}: wss:// (TLS) is not supported by this build yet"),
+            ));
+        }
         let host_port = match transport {
             Transport::Ws => text
                 .strip_prefix("ws://")
@@ -465,6 +491,9 @@ impl Core {
                 closed: [false, false],
                 listener: None,
                 last_arrival: [Duration::ZERO; 2],
+                sent: [0; 2],
+                delivered: [0; 2],
+                early: [BTreeMap::new(), BTreeMap::new()],
                 max_frame,
             },
         );
@@ -538,17 +567,59 @@ impl Core {
             {
                 at += RETRANSMIT;
             }
-            self.schedule_segment(conn, side, at, Ev::Segment { conn, from: side, data: piece });
+            self.send_in_order(conn, side, at, |seq| Ev::Segment {
+                conn,
+                from: side,
+                seq,
+                data: piece,
+            });
         }
         SendStatus::Sent
     }
 
-    /// Schedules a stream event after everything already in flight in that direction.
-    fn schedule_segment(&mut self, conn: u64, side: usize, at: Duration, event: Ev) {
+    /// Sends a stream event with the direction's next sequence number, arriving no earlier
+    /// than what is already in flight.
+    fn send_in_order(
+        &mut self,
+        conn: u64,
+        side: usize,
+        at: Duration,
+        make: impl FnOnce(u64) -> Ev,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let seq = c.sent[side];
+        c.sent[side] += 1;
+        self.reschedule_in_order(conn, side, at, make(seq));
+    }
+
+    /// Schedules a stream event (new, retransmitted or released) behind what is in flight.
+    fn reschedule_in_order(&mut self, conn: u64, side: usize, at: Duration, event: Ev) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let at = at.max(c.last_arrival[side] + Duration::from_nanos(1));
         c.last_arrival[side] = at;
         self.schedule(at, event);
+    }
+
+    /// A stream event arrived: deliver it and what it unblocks, in sequence order.
+    fn arrive(&mut self, conn: u64, from: usize, seq: u64, event: Ev) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if seq != c.delivered[from] {
+            c.early[from].insert(seq, event);
+            return;
+        }
+        let mut next = Some(event);
+        while let Some(event) = next {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.delivered[from] += 1;
+            }
+            match event {
+                Ev::SynAck { conn, .. } => self.on_syn_ack(conn),
+                Ev::Segment { conn, from, data, .. } => self.on_segment(conn, from, data),
+                Ev::Fin { conn, from, .. } => self.on_fin(conn, from),
+                _ => (),
+            }
+            next = self.conns.get_mut(&conn).and_then(|c| c.early[from].remove(&c.delivered[from]));
+        }
     }
 
     fn judge(&mut self, from: NodeId, to: NodeId, transport: Transport, payload: &[u8]) -> Verdict {
@@ -655,7 +726,7 @@ impl Core {
             return;
         }
         let at = self.now + self.delay(from, to);
-        self.schedule_segment(conn, side, at, Ev::Fin { conn, from: side });
+        self.send_in_order(conn, side, at, |seq| Ev::Fin { conn, from: side, seq });
     }
 
     pub fn is_ready(&self, node: NodeId, id: ResourceId) -> Option<bool> {
@@ -672,11 +743,12 @@ impl Core {
         if let Some(event) = self.gate(event) {
             match event {
                 Ev::Syn(conn) => self.on_syn(conn),
-                Ev::SynAck(conn) => self.on_syn_ack(conn),
                 Ev::Refused(conn) => self.fail_connect(conn, "refused"),
                 Ev::ConnectTimeout(conn) => self.fail_connect(conn, "timed out"),
-                Ev::Segment { conn, from, data } => self.on_segment(conn, from, data),
-                Ev::Fin { conn, from } => self.on_fin(conn, from),
+                Ev::SynAck { conn, seq } => self.arrive(conn, 1, seq, Ev::SynAck { conn, seq }),
+                event @ (Ev::Segment { conn, from, seq, .. } | Ev::Fin { conn, from, seq }) => {
+                    self.arrive(conn, from, seq, event)
+                }
                 Ev::Datagram { from, to, data, .. } => self.on_datagram(from, to, data),
                 other => return Some(other),
             }
@@ -695,13 +767,14 @@ impl Core {
             return Some(event);
         }
         match event {
-            // A stream keeps trying, in order, as TCP retransmits.
-            Ev::Segment { conn, from: side, .. } | Ev::Fin { conn, from: side } => {
+            // A stream keeps trying, as TCP retransmits; sequence numbers keep it in order.
+            Ev::Segment { conn, from: side, .. } | Ev::Fin { conn, from: side, .. } => {
                 let at = self.now + RETRANSMIT;
-                self.schedule_segment(conn, side, at, event);
+                self.reschedule_in_order(conn, side, at, event);
             }
-            Ev::SynAck(conn) => {
-                self.schedule(self.now + RETRANSMIT, Ev::SynAck(conn));
+            Ev::SynAck { conn, .. } => {
+                let at = self.now + RETRANSMIT;
+                self.reschedule_in_order(conn, 1, at, event);
             }
             Ev::Syn(conn) => {
                 self.schedule(self.now + RETRANSMIT, Ev::Syn(conn));
@@ -724,8 +797,8 @@ impl Core {
                 let c = self.conns.get(conn)?;
                 Some((c.ends[0].node, self.node_by_ip(c.ends[1].addr.ip())?))
             }
-            Ev::SynAck(conn) | Ev::Refused(conn) => ends(conn, 1),
-            Ev::Segment { conn, from, .. } | Ev::Fin { conn, from } => ends(conn, *from),
+            Ev::SynAck { conn, .. } | Ev::Refused(conn) => ends(conn, 1),
+            Ev::Segment { conn, from, .. } | Ev::Fin { conn, from, .. } => ends(conn, *from),
             Ev::Datagram { from_node, to, .. } => Some((*from_node, self.node_by_ip(to.ip())?)),
             _ => None,
         }
@@ -734,16 +807,19 @@ impl Core {
     /// Lets held packets on `from → to` go (all pairs if `None`), in their order.
     pub fn release(&mut self, pair: Option<(NodeId, NodeId)>) {
         let parked = std::mem::take(&mut self.parked);
+        // One nanosecond apart: released packets arrive in the order they were held.
+        let mut at = self.now;
         for event in parked {
             let path = self.path(&event);
             if pair.is_none() || path == pair {
+                at += Duration::from_nanos(1);
                 match event {
-                    Ev::Segment { conn, from, .. } | Ev::Fin { conn, from } => {
-                        let at = self.now;
-                        self.schedule_segment(conn, from, at, event);
+                    Ev::Segment { conn, from, .. } | Ev::Fin { conn, from, .. } => {
+                        self.reschedule_in_order(conn, from, at, event);
                     }
+                    Ev::SynAck { conn, .. } => self.reschedule_in_order(conn, 1, at, event),
                     other => {
-                        self.schedule(self.now, other);
+                        self.schedule(at, other);
                     }
                 }
             } else {
@@ -778,7 +854,7 @@ impl Core {
         };
         self.deliver(server, StoredNetEvent::Accepted(Endpoint::new(id, client_addr), listener));
         let at = self.now + self.delay(server, client);
-        self.schedule_segment(conn, 1, at, Ev::SynAck(conn));
+        self.send_in_order(conn, 1, at, |seq| Ev::SynAck { conn, seq });
     }
 
     fn on_syn_ack(&mut self, conn: u64) {
