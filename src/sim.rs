@@ -112,7 +112,7 @@ impl World {
         let shared = Arc::new(Shared {
             id: NEXT_WORLD.fetch_add(1, Ordering::Relaxed),
             core: Mutex::new(Core::new(seed, now)),
-            yields: Handoff::new(WORLD_SPINS),
+            yields: Handoff::new(WORLD_SPINS.0, WORLD_SPINS.1),
             world_thread: std::thread::current().id(),
         });
         World {
@@ -153,7 +153,7 @@ impl World {
         let app = Arc::new(app);
         let name = name.to_string();
         let spawn: Spawner = Box::new(move |shared, node| {
-            let baton = Arc::new(Handoff::new(NODE_SPINS));
+            let baton = Arc::new(Handoff::new(NODE_SPINS.0, NODE_SPINS.1));
             let app = app.clone();
             let node_baton = baton.clone();
             let thread = std::thread::Builder::new()

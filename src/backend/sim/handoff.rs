@@ -14,6 +14,7 @@ pub(crate) struct Handoff<T> {
     ready: AtomicBool,
     waiter: Mutex<Option<Thread>>,
     spins: u32,
+    yields: u32,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -21,13 +22,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<T> Handoff<T> {
-    /// A hand-off whose receiver spins `spins` times before it sleeps.
-    pub fn new(spins: u32) -> Self {
+    /// A hand-off whose receiver spins `spins` times, then yields its core `yields` times,
+    /// before it sleeps.
+    pub fn new(spins: u32, yields: u32) -> Self {
         Handoff {
             slot: Mutex::new(None),
             ready: AtomicBool::new(false),
             waiter: Mutex::new(None),
             spins,
+            yields,
         }
     }
 
@@ -50,9 +53,15 @@ impl<T> Handoff<T> {
             if self.ready.swap(false, Ordering::AcqRel) {
                 return lock(&self.slot).take();
             }
-            if spins < self.spins {
+            if spins < self.spins + self.yields {
                 spins += 1;
-                std::hint::spin_loop();
+                // Spins first; then yields: on a busy machine the other side may need this
+                // very core to answer.
+                if spins <= self.spins {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
                 continue;
             }
             match deadline {

@@ -21,11 +21,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use world::{Core, NodeId, Status};
 
-/// How long a waiting node spins before it sleeps: briefly, since usually another node runs next.
-pub(crate) const NODE_SPINS: u32 = 200;
+/// A waiting node spins only briefly and never yields: usually another node runs next, and a
+/// thousand yielding threads would crowd out the one that works.
+pub(crate) const NODE_SPINS: (u32, u32) = (100, 0);
 
-/// How long the world spins waiting for a node: the node usually answers within microseconds.
-pub(crate) const WORLD_SPINS: u32 = 20_000;
+/// The world spins, then yields, waiting for a node: the node usually answers within
+/// microseconds.
+pub(crate) const WORLD_SPINS: (u32, u32) = (100, 2_000);
 
 /// What the world tells a node's thread.
 pub(crate) enum Baton {
