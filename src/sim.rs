@@ -212,8 +212,16 @@ impl World {
                 }
             }
             network => {
-                let unhandled = self.shared.core().handle(network);
-                debug_assert!(unhandled.is_none());
+                let drained = {
+                    let mut core = self.shared.core();
+                    let unhandled = core.handle(network);
+                    debug_assert!(unhandled.is_none());
+                    std::mem::take(&mut core.drained)
+                };
+                // Outside the lock: they send signals, which wake nodes.
+                for notify in drained {
+                    notify();
+                }
             }
         }
         self.run_ready_nodes();

@@ -857,7 +857,13 @@ fn tcp_rechunks_and_the_application_reassembles() {
 
 /// Several nodes, jitter, loss and duplication: Udp retries and a FramedTcp exchange.
 fn busy_scenario(world: &mut World) {
-    world.set_default_link(Link { latency: ms(3), jitter: ms(15), loss: 0.2, duplicate: 0.05 });
+    world.set_default_link(Link {
+        latency: ms(3),
+        jitter: ms(15),
+        loss: 0.2,
+        duplicate: 0.05,
+        ..Link::default()
+    });
     world.node("server", ack_server(4000, Log::default()));
     world.node("replier", reply_server(Transport::FramedTcp, 3000, Log::default()));
     for name in ["c1", "c2", "c3", "c4"] {
@@ -1230,4 +1236,82 @@ fn a_panicking_node_fails_the_run_with_seed_rerun_command_and_trace_file() {
     let written = std::fs::read_to_string(file).unwrap();
     assert_eq!(written.lines().collect::<Vec<_>>(), world.trace());
     assert_eq!(world.now(), ms(1500));
+}
+
+/// A bandwidth-limited link fills a stream's send queue: `send` answers `QueueFull`, and
+/// `signal_when_writable` paces the sender by the link, in virtual time.
+#[test]
+fn bandwidth_fills_the_send_queue_and_paces_the_sender() {
+    use portnet::adapters::framed_tcp::FramedTcpConnectConfig;
+    use portnet::network::{SendStatus, TransportConnect};
+    const CHUNK: usize = 16 * 1024;
+    const CHUNKS: u32 = 100;
+    let log = Log::default();
+    let mut world = World::with_seed(3);
+    // 1 MB/s: 1.6 MB takes about 1.6 s of virtual time.
+    world.set_default_link(Link { bandwidth: Some(1_000_000), ..Link::default() });
+    world.node("receiver", stream_sink(Transport::FramedTcp, 3000, log.clone()));
+    let full = Arc::new(Mutex::new(0u32));
+    let count_full = full.clone();
+    world.node("sender", move |handler: NodeHandler<()>, listener: NodeListener<()>| {
+        let config = FramedTcpConnectConfig::default().with_send_queue_limit(64 * 1024);
+        let (peer, _) = handler
+            .network()
+            .connect_with(TransportConnect::FramedTcp(config), "receiver:3000")
+            .unwrap();
+        let mut next = 0u32;
+        let mut pump = |handler: &NodeHandler<()>, next: &mut u32| {
+            while *next < CHUNKS {
+                let mut data = vec![0u8; CHUNK];
+                data[..2].copy_from_slice(format!("{:02}", *next % 100).as_bytes());
+                match handler.network().send(peer, &data) {
+                    SendStatus::Sent => *next += 1,
+                    SendStatus::QueueFull => {
+                        *count_full.lock().unwrap() += 1;
+                        return handler.signal_when_writable(peer, ());
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            handler.stop();
+        };
+        listener.for_each(|event| match event {
+            NodeEvent::Network(NetEvent::Connected(_, true)) | NodeEvent::Signal(()) => {
+                pump(&handler, &mut next)
+            }
+            _ => (),
+        });
+    });
+    world.run_until_idle();
+    assert!(*full.lock().unwrap() > 5, "the 64 KiB queue filled repeatedly");
+    let got: Vec<String> = log.lines().into_iter().filter(|l| l.starts_with("got")).collect();
+    assert_eq!(got.len(), CHUNKS as usize, "every chunk arrived");
+    let arrivals = deliveries_to(&world.trace(), "receiver");
+    let last = stamp(arrivals.last().unwrap());
+    assert!((1.5..2.5).contains(&last), "bandwidth-bound: the last chunk arrived at {last} s");
+}
+
+/// A link with a bandwidth and a small buffer drops the datagrams that overflow it.
+#[test]
+fn a_full_link_queue_drops_datagrams() {
+    let log = Log::default();
+    let mut world = World::with_seed(4);
+    world.set_default_link(Link {
+        bandwidth: Some(100_000),
+        queue: Some(10_000),
+        ..Link::default()
+    });
+    world.node("receiver", udp_sink(4000, Duration::from_secs(5), log.clone()));
+    world.node("sender", |handler: NodeHandler<()>, listener: NodeListener<()>| {
+        let (peer, _) = handler.network().connect(Transport::Udp, "receiver:4000").unwrap();
+        for _ in 0..100 {
+            handler.network().send(peer, &[7; 1000]);
+        }
+        handler.stop();
+        listener.for_each(|_| ());
+    });
+    world.run_until_idle();
+    let received = log.lines().iter().filter(|l| l.starts_with("got")).count();
+    assert!((5..=15).contains(&received), "about 10 KB fit the queue: {received} arrived");
+    assert!(world.trace().iter().any(|l| l.contains("link queue full")));
 }

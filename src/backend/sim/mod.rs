@@ -125,13 +125,20 @@ impl Controller {
         sync: bool,
     ) -> io::Result<(Endpoint, SocketAddr)> {
         let transport = config.transport();
-        let (timeout, max_frame) = match &config {
-            TransportConnect::Tcp(c) => (c.options.connect_timeout, usize::MAX),
-            TransportConnect::FramedTcp(c) => (c.options.connect_timeout, c.max_frame_size),
-            TransportConnect::Udp(_) => (crate::adapters::DEFAULT_CONNECT_TIMEOUT, usize::MAX),
-            TransportConnect::Ws => {
-                (crate::adapters::DEFAULT_CONNECT_TIMEOUT, crate::adapters::ws::MAX_PAYLOAD_LEN)
+        use crate::adapters::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_SEND_QUEUE_LIMIT};
+        let (timeout, max_frame, limit) = match &config {
+            TransportConnect::Tcp(c) => {
+                (c.options.connect_timeout, usize::MAX, c.options.send_queue_limit)
             }
+            TransportConnect::FramedTcp(c) => {
+                (c.options.connect_timeout, c.max_frame_size, c.options.send_queue_limit)
+            }
+            TransportConnect::Udp(_) => (DEFAULT_CONNECT_TIMEOUT, usize::MAX, usize::MAX),
+            TransportConnect::Ws => (
+                DEFAULT_CONNECT_TIMEOUT,
+                crate::adapters::ws::MAX_PAYLOAD_LEN,
+                DEFAULT_SEND_QUEUE_LIMIT,
+            ),
         };
         if sync && CURRENT.get().is_none() {
             return Err(io::Error::new(
@@ -140,7 +147,7 @@ impl Controller {
                  use connect and run the world",
             ));
         }
-        let result = self.core().connect(self.node, transport, &addr, timeout, max_frame)?;
+        let result = self.core().connect(self.node, transport, &addr, timeout, max_frame, limit)?;
         if sync {
             // Let the world run until the connect is decided, in virtual time.
             let id = result.0.resource_id();
@@ -165,7 +172,14 @@ impl Controller {
         config: TransportListen,
         addr: SocketAddr,
     ) -> io::Result<(ResourceId, SocketAddr)> {
-        self.core().listen(self.node, config.transport(), addr)
+        let limit = match &config {
+            TransportListen::Tcp(c) => c.options.send_queue_limit,
+            TransportListen::FramedTcp(c) => c.options.send_queue_limit,
+            TransportListen::Udp(_) | TransportListen::Ws => {
+                crate::adapters::DEFAULT_SEND_QUEUE_LIMIT
+            }
+        };
+        self.core().listen(self.node, config.transport(), addr, limit)
     }
 
     pub fn send(&self, endpoint: Endpoint, data: &[u8]) -> SendStatus {
@@ -180,9 +194,11 @@ impl Controller {
         self.core().is_ready(self.node, id)
     }
 
-    pub fn when_writable(&self, _endpoint: Endpoint, notify: Box<dyn FnOnce() + Send>) {
-        // Simulated links have no send queue limit yet: there is always room.
-        notify()
+    pub fn when_writable(&self, endpoint: Endpoint, notify: Box<dyn FnOnce() + Send>) {
+        let now = self.core().when_writable(self.node, endpoint, notify);
+        if let Some(notify) = now {
+            notify(); // outside the world's lock: it sends a signal
+        }
     }
 
     pub fn was_removed(&self, id: ResourceId) -> bool {

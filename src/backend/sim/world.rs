@@ -36,6 +36,12 @@ pub struct Link {
     pub loss: f64,
     /// Probability that a datagram arrives twice.
     pub duplicate: f64,
+    /// Bytes per second the link carries (`None`: unlimited). Packets queue behind each other,
+    /// so a stream's send queue fills and `send` answers `QueueFull`.
+    pub bandwidth: Option<u64>,
+    /// Bytes the link buffers while it transmits (`None`: unlimited); datagrams beyond are
+    /// dropped, as by a router's full queue.
+    pub queue: Option<usize>,
 }
 
 impl Default for Link {
@@ -46,6 +52,8 @@ impl Default for Link {
             jitter: Duration::ZERO,
             loss: 0.0,
             duplicate: 0.0,
+            bandwidth: None,
+            queue: None,
         }
     }
 }
@@ -106,6 +114,11 @@ pub(crate) enum Ev {
     /// No listener: the client learns it was refused.
     Refused(u64),
     ConnectTimeout(u64),
+    /// A side's send queue may have drained: tell who waits.
+    Writable {
+        conn: u64,
+        side: usize,
+    },
     /// Stream bytes reach side `!from`.
     Segment {
         conn: u64,
@@ -164,7 +177,7 @@ pub(crate) struct NodeState {
 }
 
 enum Res {
-    Listener { transport: Transport },
+    Listener { transport: Transport, queue_limit: usize },
     Stream { conn: u64, side: usize },
     Udp { port: u16, peer: Option<SocketAddr>, group: Option<IpAddr> },
 }
@@ -191,6 +204,34 @@ struct Conn {
     delivered: [u64; 2],
     early: [BTreeMap<u64, Ev>; 2],
     max_frame: usize,
+    /// Per direction: the send queue limit, and the bytes not yet on the wire (with the time
+    /// their last byte leaves).
+    queue_limit: [usize; 2],
+    unsent: [VecDeque<(Duration, usize)>; 2],
+    /// Per direction: who waits for the send queue to drain.
+    waiting: [Vec<Box<dyn FnOnce() + Send>>; 2],
+}
+
+impl Conn {
+    /// Bytes of side `side` still waiting for the link at `now`.
+    fn backlog(&mut self, side: usize, now: Duration) -> usize {
+        while self.unsent[side].front().is_some_and(|(leaves, _)| *leaves <= now) {
+            self.unsent[side].pop_front();
+        }
+        self.unsent[side].iter().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// When side `side`'s backlog falls to half its limit.
+    fn drains_at(&self, side: usize) -> Duration {
+        let mut left: usize = self.unsent[side].iter().map(|(_, bytes)| bytes).sum();
+        for (leaves, bytes) in &self.unsent[side] {
+            left -= bytes;
+            if left <= self.queue_limit[side] / 2 {
+                return *leaves;
+            }
+        }
+        Duration::ZERO
+    }
 }
 
 /// The world's state.
@@ -211,6 +252,10 @@ pub(crate) struct Core {
     parked: Vec<Ev>,
     /// The latest datagram arrival per path, to keep jitter-free paths in order.
     last_datagram: BTreeMap<(NodeId, NodeId), Duration>,
+    /// Per path with a bandwidth: when it has sent everything queued on it.
+    link_free: BTreeMap<(NodeId, NodeId), Duration>,
+    /// Send-queue waiters whose queue drained: the world calls them outside the lock.
+    pub drained: Vec<Box<dyn FnOnce() + Send>>,
     pub rule: Option<Rule>,
     /// Every fault decision of the run, in order.
     pub tape: Vec<Fault>,
@@ -241,6 +286,8 @@ impl Core {
             held: BTreeSet::new(),
             parked: Vec::new(),
             last_datagram: BTreeMap::new(),
+            link_free: BTreeMap::new(),
+            drained: Vec::new(),
             rule: None,
             tape: Vec::new(),
             allowed: None,
@@ -429,6 +476,7 @@ impl Core {
         node: NodeId,
         transport: Transport,
         addr: SocketAddr,
+        queue_limit: usize,
     ) -> io::Result<(ResourceId, SocketAddr)> {
         let udp = transport == Transport::Udp;
         let group = addr.ip().is_multicast().then_some(addr.ip());
@@ -443,8 +491,11 @@ impl Core {
         let id = state.ids.generate(transport.id(), ResourceType::Local);
         let state = &mut self.nodes[node];
         state.ports.entry((udp, port)).or_insert(id);
-        let res =
-            if udp { Res::Udp { port, peer: None, group } } else { Res::Listener { transport } };
+        let res = if udp {
+            Res::Udp { port, peer: None, group }
+        } else {
+            Res::Listener { transport, queue_limit }
+        };
         state.resources.insert(id, res);
         let local = SocketAddr::new(group.unwrap_or(state.ip), port);
         let line = format!("{} listens on {local} over {transport} as {id}", state.name);
@@ -459,6 +510,7 @@ impl Core {
         addr: &RemoteAddr,
         timeout: Duration,
         max_frame: usize,
+        queue_limit: usize,
     ) -> io::Result<(Endpoint, SocketAddr)> {
         let peer = self.resolve(addr, transport)?;
         let udp = transport == Transport::Udp;
@@ -495,6 +547,9 @@ impl Core {
                 delivered: [0; 2],
                 early: [BTreeMap::new(), BTreeMap::new()],
                 max_frame,
+                queue_limit: [queue_limit, crate::adapters::DEFAULT_SEND_QUEUE_LIMIT],
+                unsent: [VecDeque::new(), VecDeque::new()],
+                waiting: [Vec::new(), Vec::new()],
             },
         );
         self.log(format_args!("{line}"));
@@ -536,6 +591,12 @@ impl Core {
         if c.transport != Transport::Tcp && data.len() > c.max_frame {
             return SendStatus::MaxPacketSizeExceeded;
         }
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&conn) else { return SendStatus::ResourceNotFound };
+        let backlog = c.backlog(side, now);
+        if backlog > 0 && backlog >= c.queue_limit[side] {
+            return SendStatus::QueueFull;
+        }
         let (transport, from, to) = (c.transport, c.ends[side].node, c.ends[1 - side].node);
         // Plain Tcp is a byte stream: cut it at seeded points to catch framing bugs.
         let mut pieces = Vec::new();
@@ -555,7 +616,11 @@ impl Core {
             pieces.push(data.to_vec());
         }
         for piece in pieces {
-            let mut at = self.now + self.delay(from, to);
+            let leaves = self.transmit(from, to, piece.len());
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.unsent[side].push_back((leaves, piece.len()));
+            }
+            let mut at = leaves + self.delay(from, to);
             match self.judge(from, to, transport, &piece) {
                 Verdict::Drop => at += RETRANSMIT,
                 Verdict::Delay(extra) => at += extra,
@@ -575,6 +640,61 @@ impl Core {
             });
         }
         SendStatus::Sent
+    }
+
+    /// Puts `bytes` on the path `from → to`: returns when their last byte leaves (now, on a
+    /// link without a bandwidth).
+    fn transmit(&mut self, from: NodeId, to: NodeId, bytes: usize) -> Duration {
+        let Some(bandwidth) = self.link(from, to).bandwidth else { return self.now };
+        let free = self.link_free.get(&(from, to)).copied().unwrap_or_default().max(self.now);
+        let leaves = free + Duration::from_secs_f64(bytes as f64 / bandwidth.max(1) as f64);
+        self.link_free.insert((from, to), leaves);
+        leaves
+    }
+
+    /// Bytes waiting on the path `from → to` (with a bandwidth) at `now`.
+    fn link_backlog(&self, from: NodeId, to: NodeId, bandwidth: u64) -> usize {
+        let free = self.link_free.get(&(from, to)).copied().unwrap_or_default();
+        (free.saturating_sub(self.now).as_secs_f64() * bandwidth as f64) as usize
+    }
+
+    /// Calls `notify` once the send queue of `endpoint` has room: returns it to call now, or
+    /// keeps it for when the queue drains.
+    pub fn when_writable(
+        &mut self,
+        node: NodeId,
+        endpoint: Endpoint,
+        notify: Box<dyn FnOnce() + Send>,
+    ) -> Option<Box<dyn FnOnce() + Send>> {
+        let Some(&Res::Stream { conn, side }) =
+            self.nodes[node].resources.get(&endpoint.resource_id())
+        else {
+            return Some(notify);
+        };
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&conn) else { return Some(notify) };
+        if c.backlog(side, now) <= c.queue_limit[side] / 2 {
+            return Some(notify);
+        }
+        c.waiting[side].push(notify);
+        let at = c.drains_at(side);
+        self.schedule(at, Ev::Writable { conn, side });
+        None
+    }
+
+    fn on_writable(&mut self, conn: u64, side: usize) {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.waiting[side].is_empty() {
+            return;
+        }
+        if c.backlog(side, now) <= c.queue_limit[side] / 2 {
+            let waiting = std::mem::take(&mut c.waiting[side]);
+            self.drained.extend(waiting);
+        } else {
+            let at = c.drains_at(side);
+            self.schedule(at, Ev::Writable { conn, side });
+        }
     }
 
     /// Sends a stream event with the direction's next sequence number, arriving no earlier
@@ -687,8 +807,21 @@ impl Core {
             {
                 copies = 2;
             }
+            if let (Some(bandwidth), Some(queue)) = (link.bandwidth, link.queue) {
+                if copies > 0
+                    && self.link_backlog(from_node, target, bandwidth) + data.len() > queue
+                    && self.fault(
+                        from_node,
+                        target,
+                        format_args!("link queue full: drop a datagram"),
+                    )
+                {
+                    copies = 0;
+                }
+            }
             for _ in 0..copies {
-                let mut at = self.now + self.delay(from_node, target) + extra;
+                let leaves = self.transmit(from_node, target, data.len());
+                let mut at = leaves + self.delay(from_node, target) + extra;
                 if link.jitter.is_zero() {
                     // Without jitter a path does not reorder, as loopback does not.
                     let last = self.last_datagram.entry((from_node, target)).or_default();
@@ -721,6 +854,10 @@ impl Core {
             return;
         }
         c.closed[side] = true;
+        // Waiting senders learn of the end from their next send, as natively.
+        let waiting = std::mem::take(&mut c.waiting[side]);
+        self.drained.extend(waiting);
+        let Some(c) = self.conns.get_mut(&conn) else { return };
         let (from, to) = (c.ends[side].node, c.ends[1 - side].node);
         if to == usize::MAX || c.closed[1 - side] {
             return;
@@ -745,6 +882,7 @@ impl Core {
                 Ev::Syn(conn) => self.on_syn(conn),
                 Ev::Refused(conn) => self.fail_connect(conn, "refused"),
                 Ev::ConnectTimeout(conn) => self.fail_connect(conn, "timed out"),
+                Ev::Writable { conn, side } => self.on_writable(conn, side),
                 Ev::SynAck { conn, seq } => self.arrive(conn, 1, seq, Ev::SynAck { conn, seq }),
                 event @ (Ev::Segment { conn, from, seq, .. } | Ev::Fin { conn, from, seq }) => {
                     self.arrive(conn, from, seq, event)
@@ -833,6 +971,11 @@ impl Core {
         let (client, target, transport) = (c.ends[0].node, c.ends[1].addr, c.transport);
         let Some(server) = self.node_by_ip(target.ip()) else { return };
         let state = &self.nodes[server];
+        let queue_limit =
+            match state.ports.get(&(false, target.port())).and_then(|id| state.resources.get(id)) {
+                Some(Res::Listener { queue_limit, .. }) => *queue_limit,
+                _ => crate::adapters::DEFAULT_SEND_QUEUE_LIMIT,
+            };
         let listener = state.ports.get(&(false, target.port())).copied().filter(|id| {
             matches!(state.resources.get(id), Some(Res::Listener { transport: t, .. }) if *t == transport)
         });
@@ -848,6 +991,7 @@ impl Core {
         let client_addr = {
             let c = self.conns.get_mut(&conn).expect("checked above");
             c.ends[1] = End { node: server, life, id: Some(id), addr: target };
+            c.queue_limit[1] = queue_limit;
             c.open[1] = true;
             c.listener = Some(listener);
             c.ends[0].addr
