@@ -1260,7 +1260,7 @@ fn bandwidth_fills_the_send_queue_and_paces_the_sender() {
             .connect_with(TransportConnect::FramedTcp(config), "receiver:3000")
             .unwrap();
         let mut next = 0u32;
-        let mut pump = |handler: &NodeHandler<()>, next: &mut u32| {
+        let pump = |handler: &NodeHandler<()>, next: &mut u32| {
             while *next < CHUNKS {
                 let mut data = vec![0u8; CHUNK];
                 data[..2].copy_from_slice(format!("{:02}", *next % 100).as_bytes());
