@@ -46,10 +46,10 @@ fn ms(n: u64) -> Duration {
 fn scenario(world: &mut World, udp_loss: bool, require_faults: bool) -> usize {
     // Between participants (their Udp greetings): jitter, and loss only with `--udp-loss`.
     let loss = if udp_loss { 0.2 } else { 0.0 };
-    world.set_default_link(Link { latency: ms(2), jitter: ms(8), loss, duplicate: 0.0 });
+    world.set_default_link(Link { latency: ms(2), jitter: ms(8), loss, ..Link::default() });
     // To and from the discovery server (FramedTcp): slower, and lossy. A stream retransmits
     // what is lost, so this only delays; the protocol must not care.
-    let to_discovery = Link { latency: ms(5), jitter: ms(20), loss: 0.2, duplicate: 0.0 };
+    let to_discovery = Link { latency: ms(5), jitter: ms(20), loss: 0.2, ..Link::default() };
 
     let discovery_addr: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
     let greeted: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
