@@ -1,0 +1,235 @@
+//! Receiving allocates nothing per message on `Tcp`, `FramedTcp` and `Udp`.
+//!
+//! A counting global allocator wraps the system one. A portnet node receives from a plain std
+//! socket in this process (std socket writes do not allocate, so every allocation counted in
+//! the window belongs to the receiving side). After a warm-up, the node's callback snapshots
+//! the process-wide allocation count at the first and at the last message of the window; the
+//! difference must stay below a tiny constant, whatever the number of messages.
+//!
+//! Everything runs in one test function so no other test allocates concurrently in this
+//! binary. Senders pace themselves by what the node has received (atomics, no sleeps).
+
+use portnet::network::{NetEvent, Transport};
+use portnet::node::{self, NodeEvent};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Counts every allocation (and reallocation) made by any thread of this test binary.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so
+// `Counting` upholds exactly the guarantees `System` does; the only addition is a relaxed
+// atomic increment, which neither allocates nor touches the memory handed out. This test file
+// is the only place with `unsafe`: the library itself forbids it.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above; `ptr` came from `System` through this wrapper.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Messages received before the window opens: buffers reach their steady size.
+const WARMUP: usize = 2_000;
+/// Messages received inside the window.
+const MESSAGES: usize = 10_000;
+/// Bytes per message.
+const SIZE: usize = 100;
+/// Allocations tolerated in the window: a small constant, where allocating per message would
+/// mean at least 10 000. Today's count is 0.
+const TOLERATED: u64 = 4;
+/// `Udp` datagrams allowed in flight, far fewer than the socket's receive buffer holds, so
+/// none is dropped on loopback.
+const UDP_WINDOW: usize = 32;
+
+/// Aborts the whole test binary if the test is still running after `limit` (a lost datagram
+/// or a stuck node would otherwise hang CI). Woken, not polled, when the test ends.
+struct Watchdog {
+    done: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(what: &'static str, limit: Duration) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = done.clone();
+        let thread = thread::spawn(move || {
+            let deadline = Instant::now() + limit;
+            while !finished.load(Ordering::Acquire) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    eprintln!("watchdog: {what} still running after {limit:?}; aborting");
+                    std::process::abort();
+                }
+                thread::park_timeout(left);
+            }
+        });
+        Watchdog { done, thread: Some(thread) }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the receiving node measured between the first and the last message of the window.
+#[derive(Debug)]
+struct Window {
+    allocations: u64,
+    /// `Message` events delivered.
+    events: usize,
+    bytes: usize,
+}
+
+/// Runs a node listening on `transport`, lets `send` feed it `WARMUP + MESSAGES` messages of
+/// `SIZE` bytes from a std socket on another thread, and returns what the node measured.
+///
+/// `received` counts messages as the node sees them (in whole `SIZE` units, since a `Tcp`
+/// stream may be cut anywhere); `send` paces itself by it.
+fn measure(
+    transport: Transport,
+    send: impl FnOnce(SocketAddr, &AtomicUsize) + Send + 'static,
+) -> Window {
+    let (handler, listener) = node::split::<()>();
+    let (_, addr) = handler.network().listen(transport, "127.0.0.1:0").unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let result = Arc::new(Mutex::new(None));
+
+    let counter = received.clone();
+    let output = result.clone();
+    let stopper = handler.clone();
+    let (mut bytes, mut events) = (0usize, 0usize);
+    let mut start: Option<(u64, usize, usize)> = None;
+    let task = listener.for_each_async(move |event| {
+        let NodeEvent::Network(NetEvent::Message(_, data)) = event else { return };
+        bytes += data.len();
+        events += 1;
+        let messages = bytes / SIZE;
+        counter.store(messages, Ordering::Release);
+        if start.is_none() && messages >= WARMUP {
+            start = Some((ALLOCATIONS.load(Ordering::Relaxed), events, bytes));
+        }
+        if messages >= WARMUP + MESSAGES {
+            let end = ALLOCATIONS.load(Ordering::Relaxed);
+            let (allocations_at_start, events_at_start, bytes_at_start) =
+                start.expect("the window opened");
+            // Everything from here on runs after the snapshot and is not counted.
+            *output.lock().unwrap() = Some(Window {
+                allocations: end - allocations_at_start,
+                events: events - events_at_start,
+                bytes: bytes - bytes_at_start,
+            });
+            stopper.stop();
+        }
+    });
+
+    let sender = thread::spawn(move || send(addr, &received));
+    drop(task); // waits for the node to stop, which it does at the window's last message
+    sender.join().unwrap();
+    result.lock().unwrap().take().expect("the node measured the window")
+}
+
+fn message(i: usize) -> [u8; SIZE] {
+    [i as u8; SIZE]
+}
+
+/// Waits until the node has received all but `window` of the first `sent` messages.
+fn pace(sent: usize, received: &AtomicUsize, window: usize) {
+    while sent >= received.load(Ordering::Acquire) + window {
+        thread::yield_now();
+    }
+}
+
+fn check(transport: Transport, window: Window) {
+    println!(
+        "{transport}: {} allocations while receiving {} bytes in {} message events",
+        window.allocations, window.bytes, window.events
+    );
+    assert_eq!(window.bytes, MESSAGES * SIZE, "{transport}: {window:?}");
+    assert!(window.events >= MESSAGES, "{transport}: fewer events than messages: {window:?}");
+    assert!(
+        window.allocations <= TOLERATED,
+        "{transport}: receiving {MESSAGES} messages allocated {} times (tolerated: \
+         {TOLERATED}): something allocates per message",
+        window.allocations
+    );
+}
+
+#[test]
+fn receiving_allocates_nothing_per_message() {
+    let _watchdog =
+        Watchdog::start("receiving_allocates_nothing_per_message", Duration::from_secs(60));
+
+    // Tcp: one 100-byte write at a time, each received before the next is written, so every
+    // message is its own read and its own event.
+    let window = measure(Transport::Tcp, |addr, received| {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        for i in 0..WARMUP + MESSAGES {
+            pace(i, received, 1);
+            stream.write_all(&message(i)).unwrap();
+        }
+    });
+    check(Transport::Tcp, window);
+
+    // FramedTcp: LEB128 header (100 < 128: one byte) + payload, each frame written in two
+    // parts, so the node often reads half a frame and reassembles it in its decoder.
+    let window = measure(Transport::FramedTcp, |addr, received| {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut frame = [0; SIZE + 1];
+        frame[0] = SIZE as u8;
+        for i in 0..WARMUP + MESSAGES {
+            pace(i, received, 1);
+            frame[1..].copy_from_slice(&message(i));
+            let (first, second) = frame.split_at(1 + SIZE / 2);
+            stream.write_all(first).unwrap();
+            stream.write_all(second).unwrap();
+        }
+    });
+    check(Transport::FramedTcp, window);
+
+    // Udp: datagrams, a few in flight.
+    let window = measure(Transport::Udp, |addr, received| {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(addr).unwrap();
+        for i in 0..WARMUP + MESSAGES {
+            pace(i, received, UDP_WINDOW);
+            socket.send(&message(i)).unwrap();
+        }
+    });
+    check(Transport::Udp, window);
+}
