@@ -207,7 +207,9 @@ impl Resource {
             Resource::Listener(l) => registry.register(&mut l.listener, token, Interest::READABLE),
             Resource::Stream(c) => registry.register(&mut c.stream, token, both),
             Resource::UdpLocal(u) => registry.register(&mut u.socket, token, Interest::READABLE),
-            Resource::UdpRemote(u) => registry.register(&mut u.socket, token, both),
+            // Readable only: writability of a datagram socket is news to no one, and each
+            // such event cost an empty receive. `Connected` comes from a zero deadline.
+            Resource::UdpRemote(u) => registry.register(&mut u.socket, token, Interest::READABLE),
             Resource::Ws(c) => c.register(registry, token),
         }
     }
@@ -235,6 +237,7 @@ impl Resource {
             }
             (Deadline::Connect, Resource::Ws(c)) => c.on_connect_deadline(cx),
             (Deadline::AcceptRetry, Resource::Listener(l)) => l.on_event(cx),
+            (Deadline::Connect, Resource::UdpRemote(u)) => u.announce(cx),
             _ => (),
         }
     }
@@ -242,7 +245,7 @@ impl Resource {
     /// Reads on, for a resource that stopped reading to let others have their turn.
     fn on_readable_again(&self, cx: &mut Cx<'_>) {
         match self {
-            Resource::Stream(c) => c.read_all(cx),
+            Resource::Stream(c) => c.read_all(cx, false),
             Resource::Ws(c) => c.read_all(cx),
             Resource::UdpLocal(u) => u.on_event(cx),
             Resource::UdpRemote(u) => u.on_event(cx),
@@ -418,6 +421,8 @@ impl Controller {
                 let local = socket.local_addr()?;
                 let endpoint = Endpoint::new(id, peer);
                 self.shared.add(id, Resource::UdpRemote(udp::Remote::new(endpoint, socket)))?;
+                // Ready at once: reported on the event thread's next turn.
+                self.shared.set_deadline(id, Duration::ZERO, Deadline::Connect);
                 Ok((endpoint, local))
             }
             TransportConnect::Ws => ws::connect(&self.shared, id, addr, sync),

@@ -86,10 +86,15 @@ impl Remote {
         status(result, self.endpoint.addr())
     }
 
-    pub fn on_event(&self, cx: &mut Cx<'_>) {
+    /// Reports `Connected` once, before anything else of this endpoint.
+    pub fn announce(&self, cx: &mut Cx<'_>) {
         if !self.announced.swap(true, Ordering::AcqRel) && !self.closed.load(Ordering::Acquire) {
             (cx.callback)(NetEvent::Connected(self.endpoint, true));
         }
+    }
+
+    pub fn on_event(&self, cx: &mut Cx<'_>) {
+        self.announce(cx);
         receive_all(&self.socket, self.resource_id(), Some(self.endpoint.addr()), &self.closed, cx);
     }
 
