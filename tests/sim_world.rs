@@ -1315,3 +1315,40 @@ fn a_full_link_queue_drops_datagrams() {
     assert!((5..=15).contains(&received), "about 10 KB fit the queue: {received} arrived");
     assert!(world.trace().iter().any(|l| l.contains("link queue full")));
 }
+
+/// Udp one-to-many in a world: a datagram to a multicast group reaches its members only; a
+/// broadcast reaches every node listening on the port.
+#[test]
+fn multicast_and_broadcast_reach_their_listeners() {
+    let member = |group: &'static str, log: Log| {
+        move |handler: NodeHandler<()>, listener: NodeListener<()>| {
+            handler.network().listen(Transport::Udp, group).unwrap();
+            handler.signals().send_with_timer((), Duration::from_secs(1));
+            listener.for_each(|event| match event {
+                NodeEvent::Network(NetEvent::Message(_, data)) => {
+                    log.push(format!("got {}", text(data)))
+                }
+                NodeEvent::Signal(()) => handler.stop(),
+                _ => (),
+            });
+        }
+    };
+    let (a, b, outsider) = (Log::default(), Log::default(), Log::default());
+    let mut world = World::with_seed(8);
+    world.node("a", member("239.1.2.3:5000", a.clone()));
+    world.node("b", member("239.1.2.3:5000", b.clone()));
+    world.node("outsider", member("0.0.0.0:5000", outsider.clone()));
+    world.node("speaker", |handler: NodeHandler<()>, listener: NodeListener<()>| {
+        let (group, _) = handler.network().connect(Transport::Udp, "239.1.2.3:5000").unwrap();
+        let (everyone, _) =
+            handler.network().connect(Transport::Udp, "255.255.255.255:5000").unwrap();
+        handler.network().send(group, b"to the group");
+        handler.network().send(everyone, b"to all");
+        handler.stop();
+        listener.for_each(|_| ());
+    });
+    world.run_until_idle();
+    assert_eq!(a.lines(), ["got to the group"]);
+    assert_eq!(b.lines(), ["got to the group"]);
+    assert_eq!(outsider.lines(), ["got to all"], "not a member; reached by the broadcast");
+}

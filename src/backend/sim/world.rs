@@ -132,8 +132,10 @@ pub(crate) enum Ev {
         from: usize,
         seq: u64,
     },
+    /// A datagram reaches `to_node`.
     Datagram {
         from_node: NodeId,
+        to_node: NodeId,
         from: SocketAddr,
         to: SocketAddr,
         data: Vec<u8>,
@@ -828,7 +830,8 @@ impl Core {
                     at = at.max(*last + Duration::from_nanos(1));
                     *last = at;
                 }
-                let event = Ev::Datagram { from_node, from, to, data: data.to_vec() };
+                let event =
+                    Ev::Datagram { from_node, to_node: target, from, to, data: data.to_vec() };
                 self.schedule(at, event);
             }
         }
@@ -887,7 +890,9 @@ impl Core {
                 event @ (Ev::Segment { conn, from, seq, .. } | Ev::Fin { conn, from, seq }) => {
                     self.arrive(conn, from, seq, event)
                 }
-                Ev::Datagram { from, to, data, .. } => self.on_datagram(from, to, data),
+                Ev::Datagram { to_node, from, to, data, .. } => {
+                    self.on_datagram(to_node, from, to, data)
+                }
                 other => return Some(other),
             }
         }
@@ -937,7 +942,7 @@ impl Core {
             }
             Ev::SynAck { conn, .. } | Ev::Refused(conn) => ends(conn, 1),
             Ev::Segment { conn, from, .. } | Ev::Fin { conn, from, .. } => ends(conn, *from),
-            Ev::Datagram { from_node, to, .. } => Some((*from_node, self.node_by_ip(to.ip())?)),
+            Ev::Datagram { from_node, to_node, .. } => Some((*from_node, *to_node)),
             _ => None,
         }
     }
@@ -1070,10 +1075,11 @@ impl Core {
         self.deliver(node, StoredNetEvent::Disconnected(Endpoint::new(id, peer)));
     }
 
-    fn on_datagram(&mut self, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
+    /// A datagram reaches node `at` (one copy per node, even for a group or a broadcast).
+    fn on_datagram(&mut self, at: NodeId, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
         let mut receivers = Vec::new();
         for (node, state) in self.nodes.iter().enumerate() {
-            if state.status == Status::Dead {
+            if node != at || state.status == Status::Dead {
                 continue;
             }
             let for_node = state.ip == to.ip() || to.ip().is_multicast() || is_broadcast(to.ip());
