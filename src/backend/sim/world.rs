@@ -245,6 +245,7 @@ pub(crate) struct Core {
     seq: u64,
     pub nodes: Vec<NodeState>,
     names: BTreeMap<String, NodeId>,
+    by_ip: BTreeMap<IpAddr, NodeId>,
     conns: BTreeMap<u64, Conn>,
     next_conn: u64,
     pub default_link: Link,
@@ -280,6 +281,7 @@ impl Core {
             seq: 0,
             nodes: Vec::new(),
             names: BTreeMap::new(),
+            by_ip: BTreeMap::new(),
             conns: BTreeMap::new(),
             next_conn: 0,
             default_link: Link::default(),
@@ -347,6 +349,7 @@ impl Core {
             removed: Vec::new(),
         });
         self.names.insert(name.to_string(), id);
+        self.by_ip.insert(ip, id);
         id
     }
 
@@ -468,7 +471,7 @@ impl Core {
     }
 
     fn node_by_ip(&self, ip: IpAddr) -> Option<NodeId> {
-        self.nodes.iter().position(|n| n.ip == ip)
+        self.by_ip.get(&ip).copied()
     }
 
     // ----- what nodes ask (their `NetworkController`) -----
@@ -1078,8 +1081,9 @@ impl Core {
     /// A datagram reaches node `at` (one copy per node, even for a group or a broadcast).
     fn on_datagram(&mut self, at: NodeId, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
         let mut receivers = Vec::new();
-        for (node, state) in self.nodes.iter().enumerate() {
-            if node != at || state.status == Status::Dead {
+        // Only the node it reaches: cost per datagram does not grow with the world.
+        for (node, state) in self.nodes.iter().enumerate().skip(at).take(1) {
+            if state.status == Status::Dead {
                 continue;
             }
             let for_node = state.ip == to.ip() || to.ip().is_multicast() || is_broadcast(to.ip());
