@@ -216,6 +216,13 @@ impl World {
                     let mut core = self.shared.core();
                     let unhandled = core.handle(network);
                     debug_assert!(unhandled.is_none());
+                    // Every other packet due at this same instant too, before any node runs:
+                    // a node then takes all that reached it at once (one run, not one each),
+                    // which is what running it once per packet at this instant would do.
+                    while let Some(network) = core.pop_network_due_now() {
+                        let unhandled = core.handle(network);
+                        debug_assert!(unhandled.is_none());
+                    }
                     std::mem::take(&mut core.drained)
                 };
                 // Outside the lock: they send signals, which wake nodes.

@@ -326,6 +326,14 @@ impl Core {
         Some((seq, event))
     }
 
+    /// The next event if it is a packet due at the current time.
+    pub fn pop_network_due_now(&mut self) -> Option<Ev> {
+        let entry = self.queue.first_entry()?;
+        let due_now = entry.key().0 == self.now;
+        let packet = !matches!(entry.get(), Ev::Start(..) | Ev::Wake(..) | Ev::Action(_));
+        (due_now && packet).then(|| entry.remove())
+    }
+
     pub fn next_time(&self) -> Option<Duration> {
         self.queue.keys().next().map(|(at, ..)| *at)
     }
