@@ -452,3 +452,51 @@ fn send_status_follows_the_endpoint_lifecycle() {
     server.stop();
     drop(server_task);
 }
+
+/// message-io had no handshake timeout. A `Ws` peer that completes TCP but never the
+/// handshake is given up on after `DEFAULT_CONNECT_TIMEOUT` (10 s), on both sides: the client
+/// reports `Connected(ep, false)`; the server drops the half-open connection (slowloris) and
+/// keeps serving others.
+#[test]
+fn ws_handshakes_time_out_on_both_sides() {
+    // A server that accepts TCP and never answers the upgrade request.
+    let mute = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mute_addr = mute.local_addr().unwrap();
+    let (handler, listener) = node::split::<()>();
+    let watchdog = Watchdog::new(&handler);
+    let (_, ws_addr) = handler.network().listen(Transport::Ws, "127.0.0.1:0").unwrap();
+    let (client, _) = handler.network().connect(Transport::Ws, mute_addr).unwrap();
+    // A client that connects to the portnet server and never sends its request.
+    let mut slow = TcpStream::connect(ws_addr).unwrap();
+    slow.set_read_timeout(Some(util::WATCHDOG)).unwrap();
+    let signals = handler.signals().clone();
+    let slow_reader = std::thread::spawn(move || {
+        let mut buf = [0; 16];
+        // The server closes it: end of stream (or a reset), not the watchdog's timeout.
+        let closed = match slow.read(&mut buf) {
+            Ok(0) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
+            other => Err(format!("{other:?}")),
+        };
+        signals.send(()); // the node runs on until then: only its deadline could close it
+        closed
+    });
+    let _held = mute.accept().unwrap();
+    let (mut outcome, mut slow_closed) = (None, false);
+    listener.for_each(|event| {
+        match event {
+            NodeEvent::Network(NetEvent::Connected(endpoint, ok)) => {
+                assert_eq!(endpoint, client);
+                outcome = Some(ok);
+            }
+            NodeEvent::Signal(()) => slow_closed = true,
+            other => panic!("unexpected {other:?} (the half-open server side must stay silent)"),
+        }
+        if outcome.is_some() && slow_closed {
+            handler.stop();
+        }
+    });
+    watchdog.check("waiting for the handshake timeouts");
+    assert_eq!(outcome, Some(false));
+    assert_eq!(slow_reader.join().unwrap(), Ok(()), "the server dropped the silent client");
+}
