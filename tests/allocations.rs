@@ -5,14 +5,17 @@
 //! thread's allocations: they must stay below a tiny constant, whatever the number of
 //! messages. Senders pace themselves by what the node has received (atomics, no sleeps).
 
+mod util;
+
 use portnet::network::{NetEvent, Transport};
 use portnet::node::{self, NodeEvent};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use util::AbortAfter;
 
 /// Messages received before the window opens: buffers reach their steady size.
 const WARMUP: usize = 2_000;
@@ -26,42 +29,6 @@ const TOLERATED: u64 = 4;
 /// `Udp` datagrams allowed in flight, far fewer than the socket's receive buffer holds, so
 /// none is dropped on loopback.
 const UDP_WINDOW: usize = 32;
-
-/// Aborts the whole test binary if the test is still running after `limit` (a lost datagram
-/// or a stuck node would otherwise hang CI). Woken, not polled, when the test ends.
-struct Watchdog {
-    done: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Watchdog {
-    fn start(what: &'static str, limit: Duration) -> Self {
-        let done = Arc::new(AtomicBool::new(false));
-        let finished = done.clone();
-        let thread = thread::spawn(move || {
-            let deadline = Instant::now() + limit;
-            while !finished.load(Ordering::Acquire) {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    eprintln!("watchdog: {what} still running after {limit:?}; aborting");
-                    std::process::abort();
-                }
-                thread::park_timeout(left);
-            }
-        });
-        Watchdog { done, thread: Some(thread) }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
-        }
-    }
-}
 
 /// What the receiving node measured in the window.
 #[derive(Debug)]
@@ -146,7 +113,7 @@ fn check(transport: Transport, window: Window) {
 #[test]
 fn receiving_allocates_nothing_per_message() {
     let _watchdog =
-        Watchdog::start("receiving_allocates_nothing_per_message", Duration::from_secs(60));
+        AbortAfter::start("receiving_allocates_nothing_per_message", Duration::from_secs(60));
 
     // Tcp: one 100-byte write at a time, each received before the next is written, so every
     // message is its own read and its own event.

@@ -6,10 +6,12 @@
 //! events, never on sleeps. Every wait has a deadline (a failure with a message), and a watchdog
 //! thread aborts the test binary if a test still runs after [`TEST_LIMIT`].
 
+mod util;
+
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use util::AbortAfter;
 
 /// A test still running after this long aborts the process (a hang is a failure).
 const TEST_LIMIT: Duration = Duration::from_secs(20);
@@ -25,25 +27,6 @@ const LARGE_LEN: usize = 1 << 20;
 
 /// Request/response rounds on `Udp`.
 const UDP_ROUNDS: usize = 200;
-
-/// Aborts the process if the test it guards runs longer than [`TEST_LIMIT`].
-struct Watchdog {
-    _cancel: mpsc::Sender<()>,
-}
-
-impl Watchdog {
-    fn start(test: &'static str) -> Self {
-        let (cancel, cancelled) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            // Dropping the sender (the test ended) disconnects the channel at once.
-            if let Err(mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(TEST_LIMIT) {
-                eprintln!("watchdog: `{test}` still running after {TEST_LIMIT:?}; aborting");
-                std::process::abort();
-            }
-        });
-        Watchdog { _cancel: cancel }
-    }
-}
 
 /// The transports portnet and message-io both speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -448,37 +431,37 @@ fn udp_exchange<S: Peer, C: Peer>(server: &mut S, client: &mut C) {
 
 #[test]
 fn framed_tcp_portnet_server_message_io_client() {
-    let _watchdog = Watchdog::start("framed_tcp_portnet_server_message_io_client");
+    let _watchdog = AbortAfter::start("framed_tcp_portnet_server_message_io_client", TEST_LIMIT);
     stream_exchange(&mut Portnet::new(), &mut MessageIo::new(), Kind::FramedTcp);
 }
 
 #[test]
 fn framed_tcp_message_io_server_portnet_client() {
-    let _watchdog = Watchdog::start("framed_tcp_message_io_server_portnet_client");
+    let _watchdog = AbortAfter::start("framed_tcp_message_io_server_portnet_client", TEST_LIMIT);
     stream_exchange(&mut MessageIo::new(), &mut Portnet::new(), Kind::FramedTcp);
 }
 
 #[test]
 fn ws_portnet_server_message_io_client() {
-    let _watchdog = Watchdog::start("ws_portnet_server_message_io_client");
+    let _watchdog = AbortAfter::start("ws_portnet_server_message_io_client", TEST_LIMIT);
     stream_exchange(&mut Portnet::new(), &mut MessageIo::new(), Kind::Ws);
 }
 
 #[test]
 fn ws_message_io_server_portnet_client() {
-    let _watchdog = Watchdog::start("ws_message_io_server_portnet_client");
+    let _watchdog = AbortAfter::start("ws_message_io_server_portnet_client", TEST_LIMIT);
     stream_exchange(&mut MessageIo::new(), &mut Portnet::new(), Kind::Ws);
 }
 
 #[test]
 fn udp_portnet_server_message_io_client() {
-    let _watchdog = Watchdog::start("udp_portnet_server_message_io_client");
+    let _watchdog = AbortAfter::start("udp_portnet_server_message_io_client", TEST_LIMIT);
     udp_exchange(&mut Portnet::new(), &mut MessageIo::new());
 }
 
 #[test]
 fn udp_message_io_server_portnet_client() {
-    let _watchdog = Watchdog::start("udp_message_io_server_portnet_client");
+    let _watchdog = AbortAfter::start("udp_message_io_server_portnet_client", TEST_LIMIT);
     udp_exchange(&mut MessageIo::new(), &mut Portnet::new());
 }
 
@@ -510,24 +493,28 @@ macro_rules! processor_sees_connect_and_accept {
 
 #[test]
 fn message_io_processor_until_timeout_sees_framed_tcp_connect() {
-    let _watchdog = Watchdog::start("message_io_processor_until_timeout_sees_framed_tcp_connect");
+    let _watchdog =
+        AbortAfter::start("message_io_processor_until_timeout_sees_framed_tcp_connect", TEST_LIMIT);
     processor_sees_connect_and_accept!(message_io, FramedTcp);
 }
 
 #[test]
 fn portnet_processor_until_timeout_sees_framed_tcp_connect() {
-    let _watchdog = Watchdog::start("portnet_processor_until_timeout_sees_framed_tcp_connect");
+    let _watchdog =
+        AbortAfter::start("portnet_processor_until_timeout_sees_framed_tcp_connect", TEST_LIMIT);
     processor_sees_connect_and_accept!(portnet, FramedTcp);
 }
 
 #[test]
 fn message_io_processor_until_timeout_sees_ws_connect() {
-    let _watchdog = Watchdog::start("message_io_processor_until_timeout_sees_ws_connect");
+    let _watchdog =
+        AbortAfter::start("message_io_processor_until_timeout_sees_ws_connect", TEST_LIMIT);
     processor_sees_connect_and_accept!(message_io, Ws);
 }
 
 #[test]
 fn portnet_processor_until_timeout_sees_ws_connect() {
-    let _watchdog = Watchdog::start("portnet_processor_until_timeout_sees_ws_connect");
+    let _watchdog =
+        AbortAfter::start("portnet_processor_until_timeout_sees_ws_connect", TEST_LIMIT);
     processor_sees_connect_and_accept!(portnet, Ws);
 }

@@ -8,37 +8,21 @@
 //! Every wait has a deadline, and a watchdog thread aborts the test binary if a test still runs
 //! after [`TEST_LIMIT`].
 
+mod util;
+
 use portnet::network::{Endpoint, SendStatus, StoredNetEvent, Transport};
 use portnet::node::{self, NodeHandler, NodeTask, StoredNodeEvent};
 use portnet::util::encoding::{self, Decoder, FrameError, MAX_ENCODED_SIZE};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use util::AbortAfter;
 
 /// A test still running after this long aborts the process (a hang is a failure).
 const TEST_LIMIT: Duration = Duration::from_secs(20);
 
 /// How long one test may wait, in total, for what it expects.
 const WAIT_LIMIT: Duration = Duration::from_secs(15);
-
-/// Aborts the process if the test it guards runs longer than [`TEST_LIMIT`].
-struct Watchdog {
-    _cancel: mpsc::Sender<()>,
-}
-
-impl Watchdog {
-    fn start(test: &'static str) -> Self {
-        let (cancel, cancelled) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(TEST_LIMIT) {
-                eprintln!("watchdog: `{test}` still running after {TEST_LIMIT:?}; aborting");
-                std::process::abort();
-            }
-        });
-        Watchdog { _cancel: cancel }
-    }
-}
 
 /// A portnet node on its own thread, its events queued for the test.
 struct Node {
@@ -113,7 +97,7 @@ fn golden_frames() -> Vec<(Vec<u8>, &'static [u8])> {
 
 #[test]
 fn framed_tcp_sends_leb128_prefix_then_payload() {
-    let _watchdog = Watchdog::start("framed_tcp_sends_leb128_prefix_then_payload");
+    let _watchdog = AbortAfter::start("framed_tcp_sends_leb128_prefix_then_payload", TEST_LIMIT);
     let (listener, addr) = loopback_listener();
     let mut node = Node::new();
     let (endpoint, local) = node.handler.network().connect(Transport::FramedTcp, addr).unwrap();
@@ -143,7 +127,8 @@ fn framed_tcp_sends_leb128_prefix_then_payload() {
 /// prefixes, right after them, inside payloads and right after frames.
 #[test]
 fn framed_tcp_receives_hand_made_frames_in_awkward_chunks() {
-    let _watchdog = Watchdog::start("framed_tcp_receives_hand_made_frames_in_awkward_chunks");
+    let _watchdog =
+        AbortAfter::start("framed_tcp_receives_hand_made_frames_in_awkward_chunks", TEST_LIMIT);
     let mut node = Node::new();
     let (listener_id, addr) =
         node.handler.network().listen(Transport::FramedTcp, "127.0.0.1:0").unwrap();
@@ -229,7 +214,10 @@ fn framed_tcp_receives_hand_made_frames_in_awkward_chunks() {
 /// `adapters::tcp::INPUT_BUFFER_SIZE`, bytes unchanged.
 #[test]
 fn tcp_messages_are_stream_chunks_of_at_most_input_buffer_size() {
-    let _watchdog = Watchdog::start("tcp_messages_are_stream_chunks_of_at_most_input_buffer_size");
+    let _watchdog = AbortAfter::start(
+        "tcp_messages_are_stream_chunks_of_at_most_input_buffer_size",
+        TEST_LIMIT,
+    );
     let mut node = Node::new();
     let (_, addr) = node.handler.network().listen(Transport::Tcp, "127.0.0.1:0").unwrap();
     let mut peer = guarded(TcpStream::connect(addr).unwrap());
@@ -281,7 +269,8 @@ fn header<'a>(head: &'a [String], name: &str) -> Option<&'a str> {
 
 #[test]
 fn ws_connect_to_socket_address_requests_message_io_path() {
-    let _watchdog = Watchdog::start("ws_connect_to_socket_address_requests_message_io_path");
+    let _watchdog =
+        AbortAfter::start("ws_connect_to_socket_address_requests_message_io_path", TEST_LIMIT);
     let (listener, addr) = loopback_listener();
     let mut node = Node::new();
     let (endpoint, _) = node.handler.network().connect(Transport::Ws, addr).unwrap();
@@ -312,7 +301,7 @@ fn ws_connect_to_socket_address_requests_message_io_path() {
 /// The path portnet requests is the one message-io requests: asked of message-io itself.
 #[test]
 fn ws_request_line_is_the_one_message_io_sends() {
-    let _watchdog = Watchdog::start("ws_request_line_is_the_one_message_io_sends");
+    let _watchdog = AbortAfter::start("ws_request_line_is_the_one_message_io_sends", TEST_LIMIT);
     let (listener, addr) = loopback_listener();
     let (handler, listener_mio) = message_io::node::split::<()>();
     let (_task, _events) = listener_mio.enqueue();
@@ -329,7 +318,7 @@ type Decoded = Option<(usize, usize)>;
 
 #[test]
 fn encoding_golden_vectors() {
-    let _watchdog = Watchdog::start("encoding_golden_vectors");
+    let _watchdog = AbortAfter::start("encoding_golden_vectors", TEST_LIMIT);
     let cases: &[(usize, &[u8])] = &[
         (0, &[0x00]),
         (1, &[0x01]),

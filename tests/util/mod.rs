@@ -251,3 +251,23 @@ pub fn in_own_network_namespace(test: &str) -> bool {
     }
     false
 }
+
+/// Aborts the whole test binary if the guarded test still runs after `limit`: for tests that
+/// wait on threads or raw sockets rather than on one node (a node has [`Watchdog`]). Dropping
+/// it disarms it.
+pub struct AbortAfter {
+    _cancel: mpsc::Sender<()>,
+}
+
+impl AbortAfter {
+    pub fn start(test: &'static str, limit: Duration) -> Self {
+        let (cancel, cancelled) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = cancelled.recv_timeout(limit) {
+                eprintln!("watchdog: `{test}` still running after {limit:?}; aborting");
+                std::process::abort();
+            }
+        });
+        AbortAfter { _cancel: cancel }
+    }
+}
