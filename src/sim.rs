@@ -182,7 +182,8 @@ impl World {
         self.shared.core().node_id(name).unwrap_or_else(|| panic!("no simulated node {name:?}"))
     }
 
-    /// Runs the next event. Returns the trace lines it produced, or `None` if nothing is left.
+    /// Runs the next event (with every other packet due at the same instant: a node takes
+    /// them in one run). Returns the trace lines it produced, or `None` if nothing is left.
     pub fn step(&mut self) -> Option<Vec<String>> {
         let before = self.shared.core().trace.len();
         let (seq, event) = self.shared.core().pop()?;
@@ -232,8 +233,24 @@ impl World {
             }
         }
         self.run_ready_nodes();
+        self.notify_drained();
         self.check();
         Some(self.shared.core().trace[before..].to_vec())
+    }
+
+    /// Tells send-queue waiters whose queue drained or closed (outside the lock: they send
+    /// signals, which wake nodes), until none is left.
+    fn notify_drained(&mut self) {
+        loop {
+            let drained = std::mem::take(&mut self.shared.core().drained);
+            if drained.is_empty() {
+                return;
+            }
+            for notify in drained {
+                notify();
+            }
+            self.run_ready_nodes();
+        }
     }
 
     /// Runs the nodes that got events, at the current time, until none has any left.
@@ -290,6 +307,9 @@ impl World {
                 self.fail(format!("node {name:?} panicked: {message}"));
             }
             None => {
+                // Stuck outside the simulation: never join it (that would hang too).
+                self.nodes[node].thread = None;
+                self.nodes[node].baton = None;
                 let name = self.name(node);
                 self.fail(format!(
                     "node {name:?} ran for {NODE_STUCK_AFTER:?} of real time without waiting: \

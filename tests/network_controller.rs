@@ -227,3 +227,29 @@ fn stream_options_are_applied() {
     let err = handler.network().connect_with(TransportConnect::Tcp(bad_device), addr).unwrap_err();
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }
+
+/// A read stops at TCP's urgent mark with bytes still queued behind it: the event loop must
+/// read on until "would block", or those bytes wait for a readiness edge that never comes.
+#[test]
+fn tcp_bytes_behind_an_urgent_mark_are_delivered() {
+    use std::io::Write;
+    let (handler, listener) = node::split::<()>();
+    let watchdog = Watchdog::new(&handler);
+    let (_, addr) = handler.network().listen(Transport::Tcp, "127.0.0.1:0").unwrap();
+    let mut peer = std::net::TcpStream::connect(addr).unwrap();
+    // All of it is queued before the node reads anything: one readiness edge for everything.
+    peer.write_all(b"abc").unwrap();
+    socket2::SockRef::from(&peer).send_out_of_band(b"!").unwrap();
+    peer.write_all(b"efg").unwrap();
+    let mut got = Vec::new();
+    listener.for_each(|event| {
+        if let NodeEvent::Network(NetEvent::Message(_, data)) = event {
+            got.extend_from_slice(data);
+            if got.ends_with(b"efg") {
+                handler.stop();
+            }
+        }
+    });
+    watchdog.check(&format!("got {:?}", String::from_utf8_lossy(&got)));
+    assert_eq!(got, b"abcefg", "the urgent byte is out of band; the rest arrives in order");
+}

@@ -1352,3 +1352,49 @@ fn multicast_and_broadcast_reach_their_listeners() {
     assert_eq!(b.lines(), ["got to the group"]);
     assert_eq!(outsider.lines(), ["got to all"], "not a member; reached by the broadcast");
 }
+
+/// A sender waiting for its queue to drain is told when the peer goes away instead, as
+/// natively: its next send then answers `ResourceNotFound`.
+#[test]
+fn a_waiting_sender_is_signalled_when_the_peer_disconnects() {
+    use portnet::adapters::framed_tcp::FramedTcpConnectConfig;
+    use portnet::network::{SendStatus, TransportConnect};
+    let log = Log::default();
+    let mut world = World::with_seed(5);
+    world.set_default_link(Link { bandwidth: Some(10_000), ..Link::default() });
+    world.node("receiver", |handler: NodeHandler<()>, listener: NodeListener<()>| {
+        handler.network().listen(Transport::FramedTcp, "0.0.0.0:3000").unwrap();
+        listener.for_each(|event| {
+            if let NodeEvent::Network(NetEvent::Accepted(endpoint, _)) = event {
+                handler.network().remove(endpoint.resource_id());
+            }
+        });
+    });
+    let out = log.clone();
+    world.node("sender", move |handler: NodeHandler<()>, listener: NodeListener<()>| {
+        let config = FramedTcpConnectConfig::default().with_send_queue_limit(4096);
+        let (peer, _) = handler
+            .network()
+            .connect_with(TransportConnect::FramedTcp(config), "receiver:3000")
+            .unwrap();
+        handler.signals().send_with_timer((), Duration::from_secs(30));
+        listener.for_each(|event| match event {
+            NodeEvent::Network(NetEvent::Connected(_, true)) => {
+                while handler.network().send(peer, &[0; 1024]) == SendStatus::Sent {}
+                out.push("queue full");
+                handler.signal_when_writable(peer, ());
+            }
+            NodeEvent::Network(NetEvent::Disconnected(_)) => out.push("disconnected"),
+            NodeEvent::Signal(()) => {
+                out.push(format!("signal: {:?}", handler.network().send(peer, b"x")));
+                handler.stop();
+            }
+            _ => (),
+        });
+    });
+    world.run_until(|w| w.is_finished("sender"));
+    let lines = log.lines();
+    assert_eq!(lines.first().map(String::as_str), Some("queue full"), "{lines:?}");
+    assert!(lines.contains(&"signal: ResourceNotFound".to_string()), "{lines:?}");
+    assert!(world.now() < Duration::from_secs(30), "signalled by the disconnection, not the timer");
+}

@@ -245,7 +245,7 @@ impl Resource {
     /// Reads on, for a resource that stopped reading to let others have their turn.
     fn on_readable_again(&self, cx: &mut Cx<'_>) {
         match self {
-            Resource::Stream(c) => c.read_all(cx, false),
+            Resource::Stream(c) => c.read_all(cx),
             Resource::Ws(c) => c.read_all(cx),
             Resource::UdpLocal(u) => u.on_event(cx),
             Resource::UdpRemote(u) => u.on_event(cx),

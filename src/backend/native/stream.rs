@@ -158,18 +158,17 @@ impl Connection {
             self.flush();
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            // With the peer gone, read on to the end: no further event would report it.
-            self.read_all(cx, event.is_read_closed() || event.is_error());
+            self.read_all(cx);
         }
     }
 
-    /// Reads until the socket is drained or the read budget is spent (then it is read again
-    /// next turn, so one busy peer cannot starve the others).
+    /// Reads until the socket says "would block" or the read budget is spent (then it is read
+    /// again next turn, so one busy peer cannot starve the others).
     ///
-    /// A read that does not fill the buffer has emptied the socket: bytes arriving later
-    /// raise a new readiness event, so the read that would only say "would block" is skipped
-    /// (one system call less per message), unless `to_the_end` asks to see the end of stream.
-    pub fn read_all(&self, cx: &mut Cx<'_>, to_the_end: bool) {
+    /// A short read is no proof of an empty socket: it stops at TCP's urgent mark, and on
+    /// Windows mio re-arms readiness only after "would block". So read to the end (mio's
+    /// contract), at the cost of one system call per burst.
+    pub fn read_all(&self, cx: &mut Cx<'_>) {
         let Cx { shared, input, callback, again } = cx;
         for _ in 0..READ_BUDGET {
             if self.state.is_closed() {
@@ -178,7 +177,6 @@ impl Connection {
             match (&self.stream).read(input) {
                 Ok(0) => return self.disconnect(shared, callback, "closed by the peer"),
                 Ok(n) => {
-                    let drained = n < input.len() && !to_the_end;
                     let data = &input[..n];
                     match &self.framing {
                         Framing::None => callback(NetEvent::Message(self.endpoint, data)),
@@ -192,9 +190,6 @@ impl Connection {
                                 return self.disconnect(shared, callback, &e.to_string());
                             }
                         }
-                    }
-                    if drained {
-                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -187,7 +187,16 @@ impl Controller {
     }
 
     pub fn remove(&self, id: ResourceId) -> bool {
-        self.core().remove(self.node, id)
+        let (removed, drained) = {
+            let mut core = self.core();
+            let removed = core.remove(self.node, id);
+            (removed, std::mem::take(&mut core.drained))
+        };
+        // Outside the lock: they send signals.
+        for notify in drained {
+            notify();
+        }
+        removed
     }
 
     pub fn is_ready(&self, id: ResourceId) -> Option<bool> {

@@ -341,7 +341,13 @@ impl Core {
     pub fn add_node(&mut self, name: &str) -> NodeId {
         let id = self.nodes.len();
         // Simulated addresses: 10.0.x.y, never on a real network.
-        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, (id / 250) as u8, (id % 250 + 1) as u8));
+        let ip = IpAddr::V4(Ipv4Addr::new(
+            10,
+            (id / (250 * 256) % 256) as u8,
+            (id / 250 % 256) as u8,
+            (id % 250 + 1) as u8,
+        ));
+        assert!(!self.by_ip.contains_key(&ip), "portnet sim: more nodes than simulated addresses");
         self.nodes.push(NodeState {
             name: name.to_string(),
             ip,
@@ -377,6 +383,10 @@ impl Core {
         let resources = std::mem::take(&mut state.resources);
         for res in resources.into_values() {
             if let Res::Stream { conn, side } = res {
+                // Waiters of the old life die with it: they must not wake the new one.
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.waiting[side].clear();
+                }
                 self.close_stream(conn, side);
             }
         }
@@ -1074,6 +1084,10 @@ impl Core {
     fn on_fin(&mut self, conn: u64, from: usize) {
         let receiver = self.receiver(conn, from);
         if let Some(c) = self.conns.get_mut(&conn) {
+            // Who waits to send on the closed side learns from the next send, as natively.
+            let waiting = std::mem::take(&mut c.waiting[1 - from]);
+            self.drained.extend(waiting);
+            let Some(c) = self.conns.get_mut(&conn) else { return };
             c.closed[1 - from] = true;
             if c.closed[from] {
                 self.conns.remove(&conn);
@@ -1140,6 +1154,10 @@ impl Core {
                     state.ports.retain(|_, owner| *owner != id);
                     self.deliver(node, StoredNetEvent::Disconnected(Endpoint::new(id, peer)));
                 }
+            }
+            if let Some(c) = self.conns.get_mut(&conn) {
+                let waiting: Vec<_> = c.waiting.iter_mut().flat_map(std::mem::take).collect();
+                self.drained.extend(waiting);
             }
             self.conns.remove(&conn);
         }
