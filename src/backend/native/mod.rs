@@ -202,10 +202,9 @@ pub(crate) enum Resource {
 
 impl Resource {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        let both = Interest::READABLE | Interest::WRITABLE;
         match self {
             Resource::Listener(l) => registry.register(&mut l.listener, token, Interest::READABLE),
-            Resource::Stream(c) => registry.register(&mut c.stream, token, both),
+            Resource::Stream(c) => registry.register(&mut c.stream, token, stream_interest()),
             Resource::UdpLocal(u) => registry.register(&mut u.socket, token, Interest::READABLE),
             // Readable only: writability of a datagram socket is news to no one, and each
             // such event cost an empty receive. `Connected` comes from a zero deadline.
@@ -245,7 +244,7 @@ impl Resource {
     /// Reads on, for a resource that stopped reading to let others have their turn.
     fn on_readable_again(&self, cx: &mut Cx<'_>) {
         match self {
-            Resource::Stream(c) => c.read_all(cx),
+            Resource::Stream(c) => c.read_all(cx, false),
             Resource::Ws(c) => c.read_all(cx),
             Resource::UdpLocal(u) => u.on_event(cx),
             Resource::UdpRemote(u) => u.on_event(cx),
@@ -306,6 +305,15 @@ pub(crate) enum Deadline {
 
 /// Reads one resource does per readiness event before letting the others have a turn.
 pub(crate) const READ_BUDGET: usize = 64;
+
+/// Streams: readable and writable; on Linux also priority, so an event tells when TCP urgent
+/// data is pending and a short read may have stopped at its mark (see `Connection::read_all`).
+fn stream_interest() -> Interest {
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let interest = interest | Interest::PRIORITY;
+    interest
+}
 
 /// What the event thread's handlers work with.
 pub(crate) struct Cx<'a> {

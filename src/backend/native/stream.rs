@@ -158,17 +158,25 @@ impl Connection {
             self.flush();
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.read_all(cx);
+            // On Linux epoll, bytes that arrive after a read raise a new edge, so a read that
+            // does not fill the buffer has emptied the socket, unless urgent data made it stop
+            // at its mark (the event says so: priority) or the peer is gone (read to the end).
+            let short_read_ends = cfg!(any(target_os = "linux", target_os = "android"))
+                && !event.is_priority()
+                && !event.is_read_closed()
+                && !event.is_error();
+            self.read_all(cx, short_read_ends);
         }
     }
 
     /// Reads until the socket says "would block" or the read budget is spent (then it is read
     /// again next turn, so one busy peer cannot starve the others).
     ///
-    /// A short read is no proof of an empty socket: it stops at TCP's urgent mark, and on
-    /// Windows mio re-arms readiness only after "would block". So read to the end (mio's
-    /// contract), at the cost of one system call per burst.
-    pub fn read_all(&self, cx: &mut Cx<'_>) {
+    /// With `short_read_ends`, a read that does not fill the buffer ends the loop (one system
+    /// call less per message). Only the caller can allow it: a short read stops at TCP's
+    /// urgent mark with bytes behind it, and elsewhere than Linux epoll (Windows) readiness is
+    /// re-armed only by "would block".
+    pub fn read_all(&self, cx: &mut Cx<'_>, short_read_ends: bool) {
         let Cx { shared, input, callback, again } = cx;
         for _ in 0..READ_BUDGET {
             if self.state.is_closed() {
@@ -177,6 +185,7 @@ impl Connection {
             match (&self.stream).read(input) {
                 Ok(0) => return self.disconnect(shared, callback, "closed by the peer"),
                 Ok(n) => {
+                    let emptied = short_read_ends && n < input.len();
                     let data = &input[..n];
                     match &self.framing {
                         Framing::None => callback(NetEvent::Message(self.endpoint, data)),
@@ -190,6 +199,9 @@ impl Connection {
                                 return self.disconnect(shared, callback, &e.to_string());
                             }
                         }
+                    }
+                    if emptied {
+                        return;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
