@@ -1398,3 +1398,36 @@ fn a_waiting_sender_is_signalled_when_the_peer_disconnects() {
     assert!(lines.contains(&"signal: ResourceNotFound".to_string()), "{lines:?}");
     assert!(world.now() < Duration::from_secs(30), "signalled by the disconnection, not the timer");
 }
+
+/// Plain Tcp is a byte stream both ways: sends may be cut, and sends that arrive together are
+/// read together. An application that takes one `Message` for one send breaks on some seed.
+#[test]
+fn tcp_sends_that_arrive_together_are_read_together() {
+    let mut merged = 0;
+    for seed in 0..10 {
+        let log = Log::default();
+        let mut world = World::with_seed(seed);
+        world.node("receiver", stream_sink(Transport::Tcp, 3000, log.clone()));
+        world.node("sender", |handler: NodeHandler<()>, listener: NodeListener<()>| {
+            let (peer, _) = handler.network().connect(Transport::Tcp, "receiver:3000").unwrap();
+            listener.for_each(|event| {
+                if let NodeEvent::Network(NetEvent::Connected(_, true)) = event {
+                    handler.network().send(peer, b"ab");
+                    handler.network().send(peer, b"cd");
+                    handler.stop();
+                }
+            });
+        });
+        world.run_until_idle();
+        let got: Vec<String> = log
+            .lines()
+            .into_iter()
+            .filter_map(|l| l.strip_prefix("got ").map(str::to_string))
+            .collect();
+        assert_eq!(got.concat(), "abcd", "seed {seed}: the stream, whole and in order");
+        if got.iter().any(|m| m.contains("bc")) {
+            merged += 1;
+        }
+    }
+    assert!(merged > 0, "on some seed, bytes of both sends arrive in one Message");
+}

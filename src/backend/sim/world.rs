@@ -418,7 +418,20 @@ impl Core {
         }
         self.log(format_args!("{line}"));
         self.delivered += 1;
-        self.nodes[node].inbox.push_back(event);
+        let inbox = &mut self.nodes[node].inbox;
+        // Plain Tcp is a byte stream: bytes that arrived before the node reads are read
+        // together, as from a socket (with the seeded cuts, this catches framing bugs).
+        if let (
+            StoredNetEvent::Message(endpoint, data),
+            Some(StoredNetEvent::Message(last, buffered)),
+        ) = (&event, inbox.back_mut())
+        {
+            if endpoint == last && endpoint.transport() == Transport::Tcp {
+                buffered.extend_from_slice(data);
+                return;
+            }
+        }
+        inbox.push_back(event);
         if !self.to_run.contains(&node) {
             self.to_run.push(node);
         }
@@ -638,12 +651,15 @@ impl Core {
         } else {
             pieces.push(data.to_vec());
         }
-        for piece in pieces {
+        for (index, piece) in pieces.into_iter().enumerate() {
             let leaves = self.transmit(from, to, piece.len());
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.unsent[side].push_back((leaves, piece.len()));
             }
-            let mut at = leaves + self.delay(from, to);
+            // The pieces of a cut send arrive a little apart, so the cut is seen (whole sends
+            // at the same instant are read together instead).
+            let apart = Duration::from_micros(10) * index as u32;
+            let mut at = leaves + self.delay(from, to) + apart;
             match self.judge(from, to, transport, &piece) {
                 Verdict::Drop => at += RETRANSMIT,
                 Verdict::Delay(extra) => at += extra,
@@ -738,7 +754,9 @@ impl Core {
     /// Schedules a stream event (new, retransmitted or released) behind what is in flight.
     fn reschedule_in_order(&mut self, conn: u64, side: usize, at: Duration, event: Ev) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        let at = at.max(c.last_arrival[side] + Duration::from_nanos(1));
+        // Never before what is in flight; at the same instant is fine (sequence numbers keep
+        // the order), and lets plain Tcp bytes sent together be read together.
+        let at = at.max(c.last_arrival[side]);
         c.last_arrival[side] = at;
         self.schedule(at, event);
     }
