@@ -283,13 +283,10 @@ impl<S> NodeListener<S> {
     ) -> usize {
         let mut delivered = 0;
         while let Some(event) = self.pop_pending() {
-            event_callback(match &event {
-                StoredNodeEvent::Network(e) => NodeEvent::Network(e.borrow()),
-                StoredNodeEvent::Signal(_) => match event {
-                    StoredNodeEvent::Signal(s) => NodeEvent::Signal(s),
-                    StoredNodeEvent::Network(_) => unreachable!(),
-                },
-            });
+            match event {
+                StoredNodeEvent::Network(e) => event_callback(NodeEvent::Network(e.borrow())),
+                StoredNodeEvent::Signal(s) => event_callback(NodeEvent::Signal(s)),
+            }
             delivered += 1;
         }
         if self.handler.is_running() {

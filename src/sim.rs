@@ -186,7 +186,12 @@ impl World {
     /// them in one run). Returns the trace lines it produced, or `None` if nothing is left.
     pub fn step(&mut self) -> Option<Vec<String>> {
         let before = self.shared.core().trace.len();
-        let (seq, event) = self.shared.core().pop()?;
+        self.advance().then(|| self.shared.core().trace[before..].to_vec())
+    }
+
+    /// Runs the next event (and the packets due with it). Returns false if nothing is left.
+    fn advance(&mut self) -> bool {
+        let Some((seq, event)) = self.shared.core().pop() else { return false };
         self.steps += 1;
         match event {
             Ev::Start(node, life) => {
@@ -235,7 +240,7 @@ impl World {
         self.run_ready_nodes();
         self.notify_drained();
         self.check();
-        Some(self.shared.core().trace[before..].to_vec())
+        true
     }
 
     /// Tells send-queue waiters whose queue drained or closed (outside the lock: they send
@@ -348,7 +353,7 @@ impl World {
     /// [`run_for`](Self::run_for) or [`run_until`](Self::run_until) there.
     pub fn run_until_idle(&mut self) {
         let start = self.steps;
-        while self.step().is_some() {
+        while self.advance() {
             if self.steps - start > MAX_STEPS {
                 let message = format!("not idle after {MAX_STEPS} steps");
                 panic!("{}", self.report(&message));
@@ -361,7 +366,7 @@ impl World {
     pub fn run_for(&mut self, duration: Duration) {
         let until = self.now() + duration;
         while self.shared.core().next_time().is_some_and(|at| at <= until) {
-            self.step();
+            self.advance();
         }
         let mut core = self.shared.core();
         core.now = until;
@@ -375,7 +380,7 @@ impl World {
             if done(self) {
                 return true;
             }
-            if self.step().is_none() {
+            if !self.advance() {
                 return done(self);
             }
         }

@@ -13,7 +13,6 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::MidHandshake;
 use tungstenite::handshake::client::Request;
@@ -446,7 +445,8 @@ pub(crate) fn connect(
 
 /// Runs a client handshake to completion on the caller's thread, with its own small poll.
 fn handshake_blocking(mut stream: TcpStream, request: Request) -> io::Result<WebSocket<TcpStream>> {
-    let deadline = Instant::now() + DEFAULT_CONNECT_TIMEOUT;
+    let clock = crate::core::clock::Clock::system();
+    let deadline = clock.now().after(DEFAULT_CONNECT_TIMEOUT);
     let mut poll = mio::Poll::new()?;
     let mut events = mio::Events::with_capacity(4);
     poll.registry().register(&mut stream, Token(0), Interest::READABLE | Interest::WRITABLE)?;
@@ -464,7 +464,7 @@ fn handshake_blocking(mut stream: TcpStream, request: Request) -> io::Result<Web
                 ));
             }
             Err(HandshakeError::Interrupted(mid)) => {
-                let left = deadline.saturating_duration_since(Instant::now());
+                let left = clock.now().until(deadline);
                 if left.is_zero() {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"));
                 }

@@ -4,10 +4,11 @@
 //! the other side usually answers within microseconds (a node handles an event; the world pops
 //! the next one). That makes a simulated delivery several times cheaper.
 
+use crate::core::clock::Clock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(crate) struct Handoff<T> {
     slot: Mutex<Option<T>>,
@@ -47,7 +48,9 @@ impl<T> Handoff<T> {
     /// Waits for a value, at most `timeout` if given. `None` on timeout.
     pub fn recv(&self, timeout: Option<Duration>) -> Option<T> {
         *lock(&self.waiter) = Some(std::thread::current());
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // Real time: this only notices a node stuck outside the simulation.
+        let clock = Clock::system();
+        let deadline = timeout.map(|t| clock.now().after(t));
         let mut spins = 0;
         loop {
             if self.ready.swap(false, Ordering::AcqRel) {
@@ -67,11 +70,11 @@ impl<T> Handoff<T> {
             match deadline {
                 None => std::thread::park(),
                 Some(deadline) => {
-                    let now = Instant::now();
+                    let now = clock.now();
                     if now >= deadline {
                         return None;
                     }
-                    std::thread::park_timeout(deadline - now);
+                    std::thread::park_timeout(now.until(deadline));
                 }
             }
         }

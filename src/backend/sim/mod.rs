@@ -84,6 +84,19 @@ fn check_thread(shared: &Shared, node: NodeId) {
     );
 }
 
+/// Makes a waiting node run at the current time (a signal or `stop` reached it).
+fn wake_node(shared: &Shared, node: NodeId) {
+    if CURRENT.get() == Some((shared.id, node)) {
+        return; // the node itself: its loop sees the signal
+    }
+    check_thread(shared, node);
+    let mut core = shared.core();
+    if core.nodes[node].status == Status::Waiting {
+        let now = core.now;
+        core.wake_at(node, now);
+    }
+}
+
 /// A simulated node's network controller.
 #[derive(Clone)]
 pub(crate) struct Controller {
@@ -218,21 +231,14 @@ impl Controller {
         let shared = Arc::downgrade(&self.shared);
         let node = self.node;
         Arc::new(move || {
-            let Some(shared) = shared.upgrade() else { return };
-            if CURRENT.get() == Some((shared.id, node)) {
-                return; // the node itself: its loop sees the signal
-            }
-            check_thread(&shared, node);
-            let mut core = shared.core();
-            if core.nodes[node].status == Status::Waiting {
-                let now = core.now;
-                core.wake_at(node, now);
+            if let Some(shared) = shared.upgrade() {
+                wake_node(&shared, node);
             }
         })
     }
 
     pub fn wake(&self) {
-        (self.weak_waker())()
+        wake_node(&self.shared, self.node);
     }
 
     /// Gives the baton back to the world until it runs this node again: when an event arrives
