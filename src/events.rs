@@ -153,7 +153,19 @@ impl<E> EventReceiver<E> {
     }
 
     /// Blocks until an event is ready.
+    ///
+    /// In the browser nothing may block: there it returns a ready event and panics, saying
+    /// so, if none is ready. Use [`try_receive`](Self::try_receive) there.
     pub fn receive(&mut self) -> E {
+        #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+        match self.try_receive() {
+            Some(event) => event,
+            None => panic!(
+                "EventReceiver::receive would block, and nothing may block in the browser: \
+                 use try_receive"
+            ),
+        }
+        #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
         loop {
             if let Some(event) = self.receive_timeout(Duration::from_secs(3600)) {
                 return event;
@@ -162,7 +174,21 @@ impl<E> EventReceiver<E> {
     }
 
     /// Blocks until an event is ready or `timeout` passes.
+    ///
+    /// In the browser nothing may block: there it returns at once, with an event if one is
+    /// ready (a timer is ready once its deadline has passed).
     pub fn receive_timeout(&mut self, timeout: Duration) -> Option<E> {
+        #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+        {
+            let _ = timeout;
+            self.try_receive()
+        }
+        #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+        self.receive_timeout_blocking(timeout)
+    }
+
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    fn receive_timeout_blocking(&mut self, timeout: Duration) -> Option<E> {
         let queue = self.queue();
         let give_up = queue.clock.now().after(timeout);
         if let Some(pump) = queue.pump.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
@@ -228,10 +254,13 @@ impl<E> EventReceiver<E> {
     /// How many events are ready now, due timers included.
     pub(crate) fn ready_len(&self) -> usize {
         let queue = self.queue();
-        let now = queue.clock.now();
         let mut state = queue.lock();
-        while let Some((_, event)) = state.timers.pop_due(now) {
-            state.normal.push_back(event);
+        // The clock is read only when a timer is pending: a system call on some hosts.
+        if state.timers.next_deadline().is_some() {
+            let now = queue.clock.now();
+            while let Some((_, event)) = state.timers.pop_due(now) {
+                state.normal.push_back(event);
+            }
         }
         state.priority.len() + state.normal.len()
     }

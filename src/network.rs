@@ -17,6 +17,8 @@ pub use remote_addr::{RemoteAddr, ToRemoteAddr};
 pub use resource_id::{ResourceId, ResourceType};
 pub use transport::{Transport, TransportConnect, TransportListen};
 
+pub use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
+
 use crate::backend;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -143,6 +145,52 @@ impl NetworkController {
         self.backend.send(endpoint, data)
     }
 
+    /// Sends one text message: a WebSocket text frame on `Ws` (browsers' JSON clients expect
+    /// them); the same bytes as [`send`](Self::send) on the other transports. Statuses as for
+    /// `send`.
+    pub fn send_text(&self, endpoint: Endpoint, text: &str) -> SendStatus {
+        self.backend.send_text(endpoint, text)
+    }
+
+    /// Whether the message being delivered for `endpoint` came as a text or a binary frame.
+    /// Ask while handling its `NetEvent::Message` (the answer follows the connection's latest
+    /// message); messages of other transports are [`MessageKind::Binary`].
+    ///
+    /// ```no_run
+    /// use portnet::network::{MessageKind, NetEvent, Transport};
+    /// use portnet::node::{self, NodeEvent};
+    ///
+    /// let (handler, listener) = node::split::<()>();
+    /// handler.network().listen(Transport::Ws, "127.0.0.1:0").unwrap();
+    /// listener.for_each(move |event| {
+    ///     if let NodeEvent::Network(NetEvent::Message(endpoint, data)) = event {
+    ///         // An echo that answers text with text and binary with binary.
+    ///         let network = handler.network();
+    ///         match (network.message_kind(endpoint), std::str::from_utf8(data)) {
+    ///             (MessageKind::Text, Ok(text)) => network.send_text(endpoint, text),
+    ///             _ => network.send(endpoint, data),
+    ///         };
+    ///     }
+    /// });
+    /// ```
+    pub fn message_kind(&self, endpoint: Endpoint) -> MessageKind {
+        self.backend.message_kind(endpoint)
+    }
+
+    /// The handshake of an open `Ws` connection: the request's path and headers (server
+    /// side), the response's headers (client side), and the agreed subprotocol. `None` for
+    /// other transports, before the handshake completes, and in the simulator.
+    pub fn ws_handshake(&self, endpoint: Endpoint) -> Option<WsHandshake> {
+        self.backend.ws_handshake(endpoint)
+    }
+
+    /// The code and reason of the Close frame a `Ws` peer sent, while its
+    /// `NetEvent::Disconnected` is being handled; `None` otherwise (no Close frame, another
+    /// transport, or outside that callback).
+    pub fn ws_close(&self, endpoint: Endpoint) -> Option<WsClose> {
+        self.backend.ws_close(endpoint)
+    }
+
     /// Closes a connection or listener. Messages already queued for the connection are still
     /// written (for a while); no event is reported for it afterwards, not even `Disconnected`.
     /// Returns whether the resource existed.
@@ -175,6 +223,12 @@ impl NetworkController {
 
     pub(crate) fn wake(&self) {
         self.backend.wake()
+    }
+
+    /// Installs a node's loop on the JS event loop (the browser's `for_each`).
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    pub(crate) fn install_loop(&self, turn: crate::backend::browser::Turn) {
+        self.backend.install_loop(turn)
     }
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod native;
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub(crate) mod sim;
 
+use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 use crate::network::{
     Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, TransportConnect, TransportListen,
 };
@@ -86,6 +87,42 @@ impl Controller {
         dispatch!(self, d => d.send(endpoint, data))
     }
 
+    pub fn send_text(&self, endpoint: Endpoint, text: &str) -> SendStatus {
+        match self {
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Native(d) => d.send_text(endpoint, text),
+            // The simulated network carries the bytes: its peers read them as binary.
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Sim(d) => d.send(endpoint, text.as_bytes()),
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Self::Browser(d) => d.send(endpoint, text.as_bytes()),
+        }
+    }
+
+    pub fn message_kind(&self, endpoint: Endpoint) -> MessageKind {
+        match self {
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Native(d) => d.message_kind(endpoint),
+            _ => MessageKind::Binary,
+        }
+    }
+
+    pub fn ws_handshake(&self, endpoint: Endpoint) -> Option<WsHandshake> {
+        match self {
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Native(d) => d.ws_handshake(endpoint),
+            _ => None,
+        }
+    }
+
+    pub fn ws_close(&self, endpoint: Endpoint) -> Option<WsClose> {
+        match self {
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Native(d) => d.ws_close(endpoint),
+            _ => None,
+        }
+    }
+
     pub fn remove(&self, id: ResourceId) -> bool {
         dispatch!(self, d => d.remove(id))
     }
@@ -121,6 +158,14 @@ impl Controller {
     /// Wakes the processor from its wait.
     pub fn wake(&self) {
         dispatch!(self, d => d.wake())
+    }
+
+    /// Installs a node's loop on the JS event loop (the browser's `for_each`).
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    pub fn install_loop(&self, turn: browser::Turn) {
+        match self {
+            Self::Browser(d) => d.install_loop(turn),
+        }
     }
 }
 

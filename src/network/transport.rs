@@ -1,6 +1,7 @@
 use crate::adapters::framed_tcp::{FramedTcpConnectConfig, FramedTcpListenConfig};
 use crate::adapters::tcp::{TcpConnectConfig, TcpListenConfig};
 use crate::adapters::udp::{self, UdpConnectConfig, UdpListenConfig};
+use crate::adapters::ws::{WsConnectConfig, WsListenConfig};
 use crate::adapters::{framed_tcp, ws};
 
 /// The transport a connection or listener uses.
@@ -94,6 +95,8 @@ pub enum TransportConnect {
     Udp(UdpConnectConfig),
     /// `Ws` with default options.
     Ws,
+    /// `Ws` with options: subprotocols, headers, size limits, TLS trust (new in portnet).
+    WsWith(WsConnectConfig),
 }
 
 impl TransportConnect {
@@ -103,7 +106,7 @@ impl TransportConnect {
             Self::Tcp(_) => Transport::Tcp,
             Self::FramedTcp(_) => Transport::FramedTcp,
             Self::Udp(_) => Transport::Udp,
-            Self::Ws => Transport::Ws,
+            Self::Ws | Self::WsWith(_) => Transport::Ws,
         }
     }
 
@@ -135,6 +138,8 @@ pub enum TransportListen {
     Udp(UdpListenConfig),
     /// `Ws` with default options.
     Ws,
+    /// `Ws` with options: TLS (`wss://`), subprotocols, size limits (new in portnet).
+    WsWith(WsListenConfig),
 }
 
 impl TransportListen {
@@ -144,13 +149,25 @@ impl TransportListen {
             Self::Tcp(_) => Transport::Tcp,
             Self::FramedTcp(_) => Transport::FramedTcp,
             Self::Udp(_) => Transport::Udp,
-            Self::Ws => Transport::Ws,
+            Self::Ws | Self::WsWith(_) => Transport::Ws,
         }
     }
 
     /// The transport's id.
     pub fn id(&self) -> u8 {
         self.transport().id()
+    }
+}
+
+impl From<WsConnectConfig> for TransportConnect {
+    fn from(config: WsConnectConfig) -> Self {
+        Self::WsWith(config)
+    }
+}
+
+impl From<WsListenConfig> for TransportListen {
+    fn from(config: WsListenConfig) -> Self {
+        Self::WsWith(config)
     }
 }
 

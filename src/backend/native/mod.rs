@@ -7,10 +7,13 @@
 
 mod socket;
 mod stream;
+#[cfg(feature = "tls")]
+mod tls;
 mod udp;
 mod ws;
 
-use crate::adapters::{DEFAULT_CONNECT_TIMEOUT, StreamOptions};
+use crate::adapters::StreamOptions;
+use crate::adapters::ws::{MessageKind, WsClose, WsHandshake, WsListenConfig};
 use crate::core::clock::{Clock, Time};
 use crate::network::resource_id::ResourceIdGenerator;
 use crate::network::{
@@ -49,6 +52,7 @@ pub(crate) fn split() -> io::Result<(Controller, Processor)> {
         closing: Mutex::new(HashMap::new()),
         new_deadlines: Mutex::new(Vec::new()),
         removed: Mutex::new(Vec::new()),
+        peer_close: Mutex::new(None),
         clock: Clock::system(),
     });
     let processor = Processor {
@@ -68,6 +72,26 @@ pub(crate) struct AcceptConfig {
     pub transport: Transport,
     pub options: StreamOptions,
     pub max_frame_size: usize,
+    /// For `Ws` listeners: the WebSocket options (and TLS) of accepted connections.
+    pub ws: Option<Arc<ws::Accept>>,
+}
+
+/// A `Ws` listener's accept settings; a TLS identity that does not load is an error here.
+fn ws_accept(transport: Transport, config: WsListenConfig) -> io::Result<AcceptConfig> {
+    #[cfg(feature = "tls")]
+    let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+    let accept = ws::Accept {
+        options: config.ws,
+        send_queue_limit: config.options.send_queue_limit,
+        #[cfg(feature = "tls")]
+        tls,
+    };
+    Ok(AcceptConfig {
+        transport,
+        options: config.options,
+        max_frame_size: 0,
+        ws: Some(Arc::new(accept)),
+    })
 }
 
 /// The lifecycle of a connection: pending → ready → closed.
@@ -197,7 +221,8 @@ pub(crate) enum Resource {
     Stream(stream::Connection),
     UdpLocal(udp::Local),
     UdpRemote(udp::Remote),
-    Ws(ws::Connection),
+    // Boxed: tungstenite's state makes it several times larger than the others.
+    Ws(Box<ws::Connection>),
 }
 
 impl Resource {
@@ -348,6 +373,9 @@ pub(crate) struct Shared {
     /// Resources the application removed since the processor last polled: events already
     /// gathered for them must not be handed out.
     removed: Mutex<Vec<ResourceId>>,
+    /// The Close frame of the `Ws` connection being reported `Disconnected`, during that
+    /// callback.
+    peer_close: Mutex<Option<(ResourceId, WsClose)>>,
     clock: Clock,
 }
 
@@ -433,7 +461,8 @@ impl Controller {
                 self.shared.set_deadline(id, Duration::ZERO, Deadline::Connect);
                 Ok((endpoint, local))
             }
-            TransportConnect::Ws => ws::connect(&self.shared, id, addr, sync),
+            TransportConnect::Ws => ws::connect(&self.shared, id, addr, Default::default(), sync),
+            TransportConnect::WsWith(config) => ws::connect(&self.shared, id, addr, config, sync),
             TransportConnect::Tcp(config) => {
                 self.connect_stream(id, transport, addr, config.options, None, sync)
             }
@@ -496,10 +525,10 @@ impl Controller {
         let transport = config.transport();
         let id = self.shared.ids.generate(transport.id(), ResourceType::Local);
         let what = format_args!("{transport} listen on {addr}");
+        let context = |e| context(e, what);
         let accept = match config {
             TransportListen::Udp(config) => {
-                let (socket, group) =
-                    socket::udp_listen(addr, &config).map_err(|e| context(e, what))?;
+                let (socket, group) = socket::udp_listen(addr, &config).map_err(context)?;
                 let local = socket.local_addr()?;
                 let local = match group {
                     Some(group) => SocketAddr::new(group, local.port()),
@@ -509,21 +538,18 @@ impl Controller {
                 return Ok((id, local));
             }
             TransportListen::Tcp(c) => {
-                AcceptConfig { transport, options: c.options, max_frame_size: 0 }
+                AcceptConfig { transport, options: c.options, max_frame_size: 0, ws: None }
             }
-            TransportListen::FramedTcp(c) => {
-                AcceptConfig { transport, options: c.options, max_frame_size: c.max_frame_size }
-            }
-            TransportListen::Ws => AcceptConfig {
+            TransportListen::FramedTcp(c) => AcceptConfig {
                 transport,
-                options: StreamOptions {
-                    connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-                    ..Default::default()
-                },
-                max_frame_size: 0,
+                options: c.options,
+                max_frame_size: c.max_frame_size,
+                ws: None,
             },
+            TransportListen::Ws => ws_accept(transport, Default::default()).map_err(context)?,
+            TransportListen::WsWith(config) => ws_accept(transport, config).map_err(context)?,
         };
-        let listener = socket::tcp_listen(addr, &accept.options).map_err(|e| context(e, what))?;
+        let listener = socket::tcp_listen(addr, &accept.options).map_err(context)?;
         let local = listener.local_addr()?;
         let listener = stream::Listener { id, listener, accept, closed: Default::default() };
         self.shared.add(id, Resource::Listener(listener))?;
@@ -540,6 +566,34 @@ impl Controller {
             Resource::UdpRemote(u) => u.send(data),
             Resource::UdpLocal(u) => u.send_to(endpoint.addr(), data),
             Resource::Listener(_) => SendStatus::ResourceNotFound,
+        }
+    }
+
+    pub fn send_text(&self, endpoint: Endpoint, text: &str) -> SendStatus {
+        match self.shared.get(endpoint.resource_id()).as_deref() {
+            Some(Resource::Ws(c)) => c.send_text(text),
+            _ => self.send(endpoint, text.as_bytes()),
+        }
+    }
+
+    pub fn message_kind(&self, endpoint: Endpoint) -> MessageKind {
+        match self.shared.get(endpoint.resource_id()).as_deref() {
+            Some(Resource::Ws(c)) => c.message_kind(),
+            _ => MessageKind::Binary,
+        }
+    }
+
+    pub fn ws_handshake(&self, endpoint: Endpoint) -> Option<WsHandshake> {
+        match self.shared.get(endpoint.resource_id()).as_deref() {
+            Some(Resource::Ws(c)) => c.handshake(),
+            _ => None,
+        }
+    }
+
+    pub fn ws_close(&self, endpoint: Endpoint) -> Option<WsClose> {
+        match &*lock(&self.shared.peer_close) {
+            Some((id, close)) if *id == endpoint.resource_id() => Some(close.clone()),
+            _ => None,
         }
     }
 
@@ -661,10 +715,10 @@ impl Processor {
     ) {
         self.deadlines.extend(lock(&self.shared.new_deadlines).drain(..));
         lock(&self.shared.removed).clear();
-        let now = self.shared.clock.now();
         let mut timeout = match self.deadlines.first() {
             Some((deadline, ..)) => {
-                let until = now.until(*deadline);
+                // The clock is read only when a deadline is pending (most turns have none).
+                let until = self.shared.clock.now().until(*deadline);
                 Some(timeout.map_or(until, |t| t.min(until)))
             }
             None => timeout,
@@ -700,6 +754,9 @@ impl Processor {
     }
 
     fn expire_deadlines(&mut self, callback: &mut dyn FnMut(NetEvent<'_>)) {
+        if self.deadlines.is_empty() {
+            return;
+        }
         let now = self.shared.clock.now();
         while let Some(&(deadline, id, kind)) = self.deadlines.first() {
             if deadline > now {

@@ -291,7 +291,14 @@ impl Listener {
         let endpoint = Endpoint::new(id, addr);
         let resource = match transport {
             Transport::Ws => {
-                Resource::Ws(super::ws::Connection::accepting(endpoint, self.id, stream))
+                let Some(accept) = &self.accept.ws else { return };
+                match super::ws::Connection::accepting(endpoint, self.id, stream, accept) {
+                    Ok(connection) => Resource::Ws(Box::new(connection)),
+                    Err(e) => {
+                        log::warn!("listener {}: dropping connection from {addr}: {e}", self.id);
+                        return;
+                    }
+                }
             }
             _ => {
                 let max_frame =

@@ -1,48 +1,213 @@
-//! `Ws` connections on tungstenite: client and server handshakes driven by readiness, then
-//! binary (and text) messages.
+//! `Ws` connections on tungstenite: client and server handshakes driven by readiness, over
+//! plain TCP or TLS (rustls), then binary and text messages.
 
 use super::stream::{Waiters, lock};
 use super::{Cx, Deadline, READ_BUDGET, Shared, State, connect_result, resolve, socket};
-use crate::adapters::ws::{DEFAULT_PATH, MAX_PAYLOAD_LEN};
-use crate::adapters::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_SEND_QUEUE_LIMIT, StreamOptions};
+use crate::adapters::StreamOptions;
+use crate::adapters::ws::{
+    DEFAULT_PATH, MessageKind, TlsConnectOptions, WsClose, WsConnectConfig, WsHandshake, WsOptions,
+};
 use crate::network::{Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::MidHandshake;
-use tungstenite::handshake::client::Request;
-use tungstenite::handshake::server::NoCallback;
+use tungstenite::handshake::client::{Request, Response};
+use tungstenite::handshake::server::{self, Callback, ErrorResponse};
+use tungstenite::http::HeaderValue;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{
     Bytes, ClientHandshake, Error as WsError, HandshakeError, Message, ServerHandshake, WebSocket,
 };
 
-fn config() -> WebSocketConfig {
+/// The bytes under a WebSocket: plain TCP, or TLS over it.
+pub(crate) enum WsStream {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    TlsClient(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    #[cfg(feature = "tls")]
+    TlsServer(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl WsStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Self::TlsClient(s) => s.get_ref(),
+            #[cfg(feature = "tls")]
+            Self::TlsServer(s) => s.get_ref(),
+        }
+    }
+
+    fn tcp_mut(&mut self) -> &mut TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            Self::TlsClient(s) => s.get_mut(),
+            #[cfg(feature = "tls")]
+            Self::TlsServer(s) => s.get_mut(),
+        }
+    }
+}
+
+impl Read for WsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Self::TlsClient(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Self::TlsServer(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for WsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Self::TlsClient(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Self::TlsServer(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            Self::TlsClient(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            Self::TlsServer(s) => s.flush(),
+        }
+    }
+}
+
+fn ws_config(options: &WsOptions, send_queue_limit: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         // tungstenite zero-fills its whole read buffer before each read: 128 KiB by default
         // made that most of the cost of a small message.
         .read_buffer_size(16 * 1024)
-        .max_message_size(Some(MAX_PAYLOAD_LEN))
-        .max_frame_size(Some(MAX_PAYLOAD_LEN))
+        .max_message_size(Some(options.max_message_size))
+        .max_frame_size(Some(options.max_frame_size))
         // Refuse a message once the queue holds the limit, as the other transports do.
-        .max_write_buffer_size(DEFAULT_SEND_QUEUE_LIMIT + MAX_PAYLOAD_LEN + 14)
+        .max_write_buffer_size(
+            send_queue_limit.saturating_add(options.max_message_size).saturating_add(14),
+        )
+}
+
+/// What a listener applies to the `Ws` connections it accepts.
+#[derive(Debug)]
+pub(crate) struct Accept {
+    pub options: WsOptions,
+    pub send_queue_limit: usize,
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Accept {
+    /// The stream of an accepted socket: TLS when the listener serves `wss://`.
+    fn stream(&self, stream: TcpStream) -> io::Result<WsStream> {
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.tls {
+            let connection = super::tls::server(config)?;
+            return Ok(WsStream::TlsServer(Box::new(rustls::StreamOwned::new(connection, stream))));
+        }
+        Ok(WsStream::Plain(stream))
+    }
+}
+
+/// The server side of the handshake: picks a subprotocol and keeps what the request said.
+pub(crate) struct Negotiate {
+    supported: Vec<String>,
+    seen: Arc<Mutex<Option<WsHandshake>>>,
+}
+
+impl Callback for Negotiate {
+    fn on_request(
+        self,
+        request: &server::Request,
+        mut response: server::Response,
+    ) -> Result<server::Response, ErrorResponse> {
+        let offered = request
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(str::trim));
+        let mut subprotocol = None;
+        for offer in offered {
+            if self.supported.iter().any(|s| s == offer) {
+                subprotocol = Some(offer.to_owned());
+                break;
+            }
+        }
+        if let Some(chosen) = &subprotocol {
+            // Checked against `supported`: plain header text.
+            if let Ok(value) = HeaderValue::from_str(chosen) {
+                response.headers_mut().insert("sec-websocket-protocol", value);
+            }
+        }
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        *lock(&self.seen) =
+            Some(WsHandshake { path, headers: headers(request.headers()), subprotocol });
+        Ok(response)
+    }
+}
+
+fn headers(map: &tungstenite::http::HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(name, value)| {
+            (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+        })
+        .collect()
+}
+
+/// A client connect waiting for its TCP connection: what to send once it is up.
+pub(crate) struct ClientStart {
+    request: Request,
+    #[cfg(feature = "tls")]
+    tls: Option<rustls::ClientConnection>,
+    config: WebSocketConfig,
+}
+
+impl ClientStart {
+    fn stream(&mut self, stream: TcpStream) -> WsStream {
+        #[cfg(feature = "tls")]
+        if let Some(connection) = self.tls.take() {
+            return WsStream::TlsClient(Box::new(rustls::StreamOwned::new(connection, stream)));
+        }
+        WsStream::Plain(stream)
+    }
+
+    /// Starts the handshake on a connected socket.
+    #[allow(clippy::result_large_err)] // tungstenite's own result type
+    fn handshake(
+        mut self,
+        stream: TcpStream,
+    ) -> Result<(WebSocket<WsStream>, Response), HandshakeError<ClientHandshake<WsStream>>> {
+        let stream = self.stream(stream);
+        tungstenite::client::client_with_config(self.request, stream, Some(self.config))
+    }
 }
 
 enum Phase {
     /// Client: TCP connect in progress.
-    Connecting(TcpStream, Box<Request>),
+    Connecting(TcpStream, Box<ClientStart>),
     /// Client: handshake in progress.
-    Client(MidHandshake<ClientHandshake<TcpStream>>),
+    Client(MidHandshake<ClientHandshake<WsStream>>),
     /// Server: accepted, request not read yet.
-    Accepting(TcpStream),
+    Accepting(WsStream, Arc<Accept>),
     /// Server: handshake in progress.
-    Server(MidHandshake<ServerHandshake<TcpStream, NoCallback>>),
-    Open(WebSocket<TcpStream>),
+    Server(MidHandshake<ServerHandshake<WsStream, Negotiate>>),
+    Open(WebSocket<WsStream>),
     Done,
 }
 
@@ -55,60 +220,109 @@ pub(crate) struct Connection {
     phase: Mutex<Phase>,
     /// Bytes handed to tungstenite since its buffer was last flushed completely.
     queued: AtomicUsize,
+    send_queue_limit: usize,
+    max_message_size: usize,
     /// A flush could not finish: bytes wait in tungstenite's buffer.
     unflushed: AtomicBool,
     /// A send was refused with `QueueFull`.
     blocked: AtomicBool,
     on_drained: Waiters,
+    /// The message being delivered came as a text frame.
+    text: AtomicBool,
+    /// The handshake, once done (the server side fills it in during the handshake).
+    handshake: Arc<Mutex<Option<WsHandshake>>>,
+    /// The peer's Close frame, if it sent one.
+    close: Mutex<Option<WsClose>>,
 }
 
 impl Connection {
-    fn new(endpoint: Endpoint, listener: Option<ResourceId>, state: State, phase: Phase) -> Self {
+    fn new(
+        endpoint: Endpoint,
+        listener: Option<ResourceId>,
+        state: State,
+        phase: Phase,
+        options: &WsOptions,
+        send_queue_limit: usize,
+    ) -> Self {
         Self {
             endpoint,
             listener,
             state,
             phase: Mutex::new(phase),
             queued: AtomicUsize::new(0),
+            send_queue_limit,
+            max_message_size: options.max_message_size,
             unflushed: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
             on_drained: Waiters::default(),
+            text: AtomicBool::new(false),
+            handshake: Arc::default(),
+            close: Mutex::new(None),
         }
     }
 
     /// A connection accepted by `listener`; reported `Accepted` once its handshake completes.
-    pub fn accepting(endpoint: Endpoint, listener: ResourceId, stream: TcpStream) -> Self {
-        Self::new(endpoint, Some(listener), State::connecting(), Phase::Accepting(stream))
+    pub fn accepting(
+        endpoint: Endpoint,
+        listener: ResourceId,
+        stream: TcpStream,
+        accept: &Arc<Accept>,
+    ) -> io::Result<Self> {
+        let stream = accept.stream(stream)?;
+        let phase = Phase::Accepting(stream, accept.clone());
+        let (options, limit) = (&accept.options, accept.send_queue_limit);
+        Ok(Self::new(endpoint, Some(listener), State::connecting(), phase, options, limit))
     }
 
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         let interest = Interest::READABLE | Interest::WRITABLE;
         match self.phase.get_mut().unwrap_or_else(|e| e.into_inner()) {
-            Phase::Connecting(stream, _) | Phase::Accepting(stream) => {
-                registry.register(stream, token, interest)
+            Phase::Connecting(stream, _) => registry.register(stream, token, interest),
+            Phase::Accepting(stream, _) => registry.register(stream.tcp_mut(), token, interest),
+            Phase::Open(ws) => registry.register(ws.get_mut().tcp_mut(), token, interest),
+            Phase::Client(mid) => {
+                registry.register(mid.get_mut().get_mut().tcp_mut(), token, interest)
             }
-            Phase::Open(ws) => registry.register(ws.get_mut(), token, interest),
-            Phase::Client(mid) => registry.register(mid.get_mut().get_mut(), token, interest),
-            Phase::Server(mid) => registry.register(mid.get_mut().get_mut(), token, interest),
+            Phase::Server(mid) => {
+                registry.register(mid.get_mut().get_mut().tcp_mut(), token, interest)
+            }
             Phase::Done => Ok(()),
         }
     }
 
+    /// Whether the message being delivered came as a text frame.
+    pub fn message_kind(&self) -> MessageKind {
+        if self.text.load(Ordering::Acquire) { MessageKind::Text } else { MessageKind::Binary }
+    }
+
+    /// The handshake, once it is done.
+    pub fn handshake(&self) -> Option<WsHandshake> {
+        if self.state.is_ready() { lock(&self.handshake).clone() } else { None }
+    }
+
     pub fn send(&self, data: &[u8]) -> SendStatus {
+        self.send_message(data.len(), || Message::Binary(Bytes::copy_from_slice(data)))
+    }
+
+    pub fn send_text(&self, text: &str) -> SendStatus {
+        self.send_message(text.len(), || Message::text(text))
+    }
+
+    fn send_message(&self, len: usize, message: impl FnOnce() -> Message) -> SendStatus {
         if let Some(status) = self.state.send_refusal() {
             return status;
         }
-        if data.len() > MAX_PAYLOAD_LEN {
+        if len > self.max_message_size {
             return SendStatus::MaxPacketSizeExceeded;
         }
         let mut phase = lock(&self.phase);
         let Phase::Open(ws) = &mut *phase else { return SendStatus::ResourceNotFound };
-        if self.queued.load(Ordering::Acquire) >= DEFAULT_SEND_QUEUE_LIMIT {
+        if self.queued.load(Ordering::Acquire) >= self.send_queue_limit {
             self.blocked.store(true, Ordering::Release);
             return SendStatus::QueueFull;
         }
-        self.queued.fetch_add(data.len(), Ordering::AcqRel);
-        match ws.write(Message::Binary(Bytes::copy_from_slice(data))) {
+        self.queued.fetch_add(len, Ordering::AcqRel);
+        match ws.write(message()) {
             Ok(()) => (),
             Err(WsError::WriteBufferFull(_)) => {
                 self.blocked.store(true, Ordering::Release);
@@ -137,7 +351,7 @@ impl Connection {
     }
 
     /// Writes what tungstenite buffered. Returns whether everything went out.
-    fn flush(&self, ws: &mut WebSocket<TcpStream>) -> bool {
+    fn flush(&self, ws: &mut WebSocket<WsStream>) -> bool {
         match ws.flush() {
             Ok(()) => {
                 self.queued.store(0, Ordering::Release);
@@ -170,23 +384,22 @@ impl Connection {
     pub fn on_event(&self, event: &Event, cx: &mut Cx<'_>) {
         let mut phase = lock(&self.phase);
         match std::mem::replace(&mut *phase, Phase::Done) {
-            Phase::Connecting(stream, request) => match connect_result(&stream, event) {
-                None => *phase = Phase::Connecting(stream, request),
+            Phase::Connecting(stream, start) => match connect_result(&stream, event) {
+                None => *phase = Phase::Connecting(stream, start),
                 Some(Err(e)) => {
                     drop(phase);
                     cx.fail_connect(&self.state, self.endpoint, &e.to_string());
                 }
-                Some(Ok(())) => {
-                    let result =
-                        tungstenite::client::client_with_config(*request, stream, Some(config()));
-                    self.client_progress(result.map(|(ws, _)| ws), phase, cx);
-                }
+                Some(Ok(())) => self.client_progress(start.handshake(stream), phase, cx),
             },
-            Phase::Client(mid) => {
-                self.client_progress(mid.handshake().map(|(ws, _)| ws), phase, cx)
-            }
-            Phase::Accepting(stream) => {
-                let result = tungstenite::accept_with_config(stream, Some(config()));
+            Phase::Client(mid) => self.client_progress(mid.handshake(), phase, cx),
+            Phase::Accepting(stream, accept) => {
+                let negotiate = Negotiate {
+                    supported: accept.options.subprotocols.clone(),
+                    seen: self.handshake.clone(),
+                };
+                let config = ws_config(&accept.options, accept.send_queue_limit);
+                let result = tungstenite::accept_hdr_with_config(stream, negotiate, Some(config));
                 self.server_progress(result, phase, cx);
             }
             Phase::Server(mid) => self.server_progress(mid.handshake(), phase, cx),
@@ -225,12 +438,13 @@ impl Connection {
 
     fn client_progress(
         &self,
-        result: Result<WebSocket<TcpStream>, HandshakeError<ClientHandshake<TcpStream>>>,
+        result: Result<(WebSocket<WsStream>, Response), HandshakeError<ClientHandshake<WsStream>>>,
         mut phase: std::sync::MutexGuard<'_, Phase>,
         cx: &mut Cx<'_>,
     ) {
         match result {
-            Ok(ws) => {
+            Ok((ws, response)) => {
+                *lock(&self.handshake) = Some(client_handshake(&response));
                 *phase = Phase::Open(ws);
                 drop(phase);
                 if self.state.set_ready() {
@@ -249,10 +463,7 @@ impl Connection {
 
     fn server_progress(
         &self,
-        result: Result<
-            WebSocket<TcpStream>,
-            HandshakeError<ServerHandshake<TcpStream, NoCallback>>,
-        >,
+        result: Result<WebSocket<WsStream>, HandshakeError<ServerHandshake<WsStream, Negotiate>>>,
         mut phase: std::sync::MutexGuard<'_, Phase>,
         cx: &mut Cx<'_>,
     ) {
@@ -311,11 +522,20 @@ impl Connection {
                 message
             };
             match message {
-                Ok(Message::Binary(data)) => (cx.callback)(NetEvent::Message(self.endpoint, &data)),
+                Ok(Message::Binary(data)) => {
+                    self.text.store(false, Ordering::Release);
+                    (cx.callback)(NetEvent::Message(self.endpoint, &data))
+                }
                 Ok(Message::Text(text)) => {
+                    self.text.store(true, Ordering::Release);
                     (cx.callback)(NetEvent::Message(self.endpoint, text.as_bytes()))
                 }
-                Ok(_) => (), // ping, pong, close: tungstenite answers them
+                Ok(Message::Close(Some(frame))) => {
+                    let close =
+                        WsClose { code: frame.code.into(), reason: frame.reason.to_string() };
+                    *lock(&self.close) = Some(close);
+                }
+                Ok(_) => (), // ping, pong: tungstenite answers them
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => (),
                 Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
                     return self.disconnect(cx, "closed by the peer");
@@ -328,11 +548,24 @@ impl Connection {
 
     fn disconnect(&self, cx: &mut Cx<'_>, reason: &str) {
         if self.state.close() {
-            log::debug!("{} disconnected: {reason}", self.endpoint);
+            let close = lock(&self.close).take();
+            match &close {
+                Some(c) => log::debug!(
+                    "{} disconnected: the peer closed with code {} {:?}",
+                    self.endpoint,
+                    c.code,
+                    c.reason
+                ),
+                None => log::debug!("{} disconnected: {reason}", self.endpoint),
+            }
             cx.shared.forget(self.endpoint.resource_id());
             self.shutdown();
             self.on_drained.notify_all();
+            // Readable through `ws_close` while the application handles the event.
+            let id = self.endpoint.resource_id();
+            *lock(&cx.shared.peer_close) = close.map(|c| (id, c));
             (cx.callback)(NetEvent::Disconnected(self.endpoint));
+            lock(&cx.shared.peer_close).take();
         }
     }
 
@@ -340,7 +573,7 @@ impl Connection {
     pub fn shutdown(&self) {
         let mut phase = lock(&self.phase);
         if let Phase::Open(ws) = &*phase {
-            let _ = ws.get_ref().shutdown(Shutdown::Both);
+            let _ = ws.get_ref().tcp().shutdown(Shutdown::Both);
         }
         *phase = Phase::Done;
     }
@@ -356,7 +589,7 @@ impl Connection {
             if !self.flush(ws) && self.has_queued() {
                 return true;
             }
-            let _ = ws.get_ref().shutdown(Shutdown::Both);
+            let _ = ws.get_ref().tcp().shutdown(Shutdown::Both);
         }
         *phase = Phase::Done;
         false
@@ -376,34 +609,94 @@ impl Connection {
     }
 }
 
-/// Where a `Ws` connect goes: the address to reach and the URL to request.
-fn target(addr: RemoteAddr) -> io::Result<(SocketAddr, String)> {
+/// The response side of a client's handshake, as the application sees it.
+fn client_handshake(response: &Response) -> WsHandshake {
+    let subprotocol = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    WsHandshake { path: String::new(), headers: headers(response.headers()), subprotocol }
+}
+
+/// Where a `Ws` connect goes: the address to reach, the URL to request, and the host name
+/// to verify when it is `wss://`.
+struct Target {
+    peer: SocketAddr,
+    url: String,
+    tls_host: Option<String>,
+}
+
+fn target(addr: RemoteAddr, path: &str) -> io::Result<Target> {
     let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
+    let plain =
+        |peer, host: &str| Target { peer, url: format!("ws://{host}{path}"), tls_host: None };
     match addr {
-        RemoteAddr::Socket(peer) => Ok((peer, format!("ws://{peer}{DEFAULT_PATH}"))),
+        RemoteAddr::Socket(peer) => Ok(plain(peer, &peer.to_string())),
         RemoteAddr::Str(s) => match url::Url::parse(&s) {
-            Ok(url) if url.scheme() == "wss" => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("{s}: wss:// (TLS) is not supported by this build yet"),
-            )),
-            Ok(url) if url.scheme() == "ws" => {
+            Ok(url) if url.scheme() == "ws" || url.scheme() == "wss" => {
                 let host = url.host_str().ok_or_else(|| invalid(format!("{s}: no host")))?;
-                let port = url.port_or_known_default().unwrap_or(80);
+                let secure = url.scheme() == "wss";
+                if secure && !cfg!(feature = "tls") {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!("{s}: wss:// needs portnet's `tls` feature"),
+                    ));
+                }
+                let port = url.port_or_known_default().unwrap_or(if secure { 443 } else { 80 });
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 let peer = resolve(&RemoteAddr::Str(format!("{host}:{port}")))
                     .or_else(|_| resolve(&RemoteAddr::Str(format!("[{host}]:{port}"))))?;
-                Ok((peer, s))
+                Ok(Target { peer, url: s.clone(), tls_host: secure.then(|| host.to_owned()) })
             }
-            Ok(url) if url.has_host() => {
-                Err(invalid(format!("{s}: Ws connects to ws:// URLs, not {}://", url.scheme())))
-            }
+            Ok(url) if url.has_host() => Err(invalid(format!(
+                "{s}: Ws connects to ws:// and wss:// URLs, not {}://",
+                url.scheme()
+            ))),
             // "host:port" without a scheme.
             _ => {
                 let peer = resolve(&RemoteAddr::Str(s.clone()))?;
-                Ok((peer, format!("ws://{s}{DEFAULT_PATH}")))
+                Ok(plain(peer, &s))
             }
         },
     }
+}
+
+/// The handshake request: the URL plus the application's headers and subprotocols.
+fn request(url: &str, config: &WsConnectConfig) -> io::Result<Request> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("Ws connect to {url}: {e}"))
+    };
+    let mut request = url.into_client_request().map_err(|e| invalid(&e))?;
+    let headers = request.headers_mut();
+    for (name, value) in &config.headers {
+        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| invalid(&format!("header {name:?}: {e}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|e| invalid(&format!("header {name}: value {value:?}: {e}")))?;
+        headers.append(name, value);
+    }
+    if !config.ws.subprotocols.is_empty() {
+        let offer = config.ws.subprotocols.join(", ");
+        let value = HeaderValue::from_str(&offer)
+            .map_err(|e| invalid(&format!("subprotocols {offer:?}: {e}")))?;
+        headers.insert("sec-websocket-protocol", value);
+    }
+    Ok(request)
+}
+
+/// The client side of TLS, when connecting to `wss://`.
+#[cfg(feature = "tls")]
+fn tls_client(
+    tls: &TlsConnectOptions,
+    host: Option<&str>,
+) -> io::Result<Option<rustls::ClientConnection>> {
+    host.map(|host| super::tls::client(tls, host)).transpose()
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_client(_: &TlsConnectOptions, _: Option<&str>) -> io::Result<Option<()>> {
+    Ok(None)
 }
 
 /// Starts a `Ws` connect (or, with `sync`, completes it before returning).
@@ -411,51 +704,67 @@ pub(crate) fn connect(
     shared: &Shared,
     id: ResourceId,
     addr: RemoteAddr,
+    config: WsConnectConfig,
     sync: bool,
 ) -> io::Result<(Endpoint, SocketAddr)> {
-    let (peer, url) = target(addr)?;
-    let request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{url}: {e}")))?;
-    let options = StreamOptions::default();
+    let path = config.path.as_deref().unwrap_or(DEFAULT_PATH);
+    let target = target(addr, path)?;
+    let url = &target.url;
     let context = |e| socket::context(e, format_args!("Ws connect to {url}"));
-    let endpoint = Endpoint::new(id, peer);
+    let options: &StreamOptions = &config.options;
+    #[allow(unused_variables)] // without the `tls` feature there is nothing to keep
+    let tls = tls_client(&config.tls, target.tls_host.as_deref()).map_err(context)?;
+    let start = ClientStart {
+        request: request(url, &config)?,
+        #[cfg(feature = "tls")]
+        tls,
+        config: ws_config(&config.ws, options.send_queue_limit),
+    };
+    let endpoint = Endpoint::new(id, target.peer);
+    let new = |state, phase| {
+        Connection::new(endpoint, None, state, phase, &config.ws, options.send_queue_limit)
+    };
     let (connection, local) = if sync {
-        let stream = socket::tcp_connect_blocking(peer, &options, DEFAULT_CONNECT_TIMEOUT)
+        let stream = socket::tcp_connect_blocking(target.peer, options, options.connect_timeout)
             .map_err(context)?;
         stream.set_nonblocking(true)?;
         let stream = TcpStream::from_std(stream);
-        socket::configure_stream(&stream, &options)?;
+        socket::configure_stream(&stream, options)?;
         let local = stream.local_addr()?;
-        let ws = handshake_blocking(stream, request).map_err(context)?;
-        (Connection::new(endpoint, None, State::announce_pending(), Phase::Open(ws)), local)
+        let (ws, response) =
+            handshake_blocking(stream, start, options.connect_timeout).map_err(context)?;
+        let connection = new(State::announce_pending(), Phase::Open(ws));
+        *lock(&connection.handshake) = Some(client_handshake(&response));
+        (connection, local)
     } else {
-        let stream = socket::tcp_connect(peer, &options).map_err(context)?;
+        let stream = socket::tcp_connect(target.peer, options).map_err(context)?;
         let local = stream.local_addr()?;
-        let phase = Phase::Connecting(stream, Box::new(request));
-        (Connection::new(endpoint, None, State::connecting(), phase), local)
+        (new(State::connecting(), Phase::Connecting(stream, Box::new(start))), local)
     };
-    shared.add(id, super::Resource::Ws(connection))?;
+    shared.add(id, super::Resource::Ws(Box::new(connection)))?;
     if !sync {
-        shared.set_deadline(id, DEFAULT_CONNECT_TIMEOUT, Deadline::Connect);
+        shared.set_deadline(id, options.connect_timeout, Deadline::Connect);
     }
     Ok((endpoint, local))
 }
 
 /// Runs a client handshake to completion on the caller's thread, with its own small poll.
-fn handshake_blocking(mut stream: TcpStream, request: Request) -> io::Result<WebSocket<TcpStream>> {
+fn handshake_blocking(
+    mut stream: TcpStream,
+    start: ClientStart,
+    timeout: std::time::Duration,
+) -> io::Result<(WebSocket<WsStream>, Response)> {
     let clock = crate::core::clock::Clock::system();
-    let deadline = clock.now().after(DEFAULT_CONNECT_TIMEOUT);
+    let deadline = clock.now().after(timeout);
     let mut poll = mio::Poll::new()?;
     let mut events = mio::Events::with_capacity(4);
     poll.registry().register(&mut stream, Token(0), Interest::READABLE | Interest::WRITABLE)?;
-    let mut result = tungstenite::client::client_with_config(request, stream, Some(config()));
+    let mut result = start.handshake(stream);
     loop {
         match result {
-            Ok((mut ws, _)) => {
-                poll.registry().deregister(ws.get_mut())?;
-                return Ok(ws);
+            Ok((mut ws, response)) => {
+                poll.registry().deregister(ws.get_mut().tcp_mut())?;
+                return Ok((ws, response));
             }
             Err(HandshakeError::Failure(e)) => {
                 return Err(io::Error::new(

@@ -152,6 +152,11 @@ impl Controller {
                 crate::adapters::ws::MAX_PAYLOAD_LEN,
                 DEFAULT_SEND_QUEUE_LIMIT,
             ),
+            // The simulated network carries no TLS and no handshake headers: only the limits
+            // matter here.
+            TransportConnect::WsWith(c) => {
+                (c.options.connect_timeout, c.ws.max_message_size, c.options.send_queue_limit)
+            }
         };
         if sync && CURRENT.get().is_none() {
             return Err(io::Error::new(
@@ -188,6 +193,7 @@ impl Controller {
         let limit = match &config {
             TransportListen::Tcp(c) => c.options.send_queue_limit,
             TransportListen::FramedTcp(c) => c.options.send_queue_limit,
+            TransportListen::WsWith(c) => c.options.send_queue_limit,
             TransportListen::Udp(_) | TransportListen::Ws => {
                 crate::adapters::DEFAULT_SEND_QUEUE_LIMIT
             }
