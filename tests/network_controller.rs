@@ -157,6 +157,9 @@ fn connect_errors_are_values_not_panics() {
     let network = handler.network();
     for transport in Transport::ALL {
         for bad in ["not an address", "no.such.host.invalid:80", "127.0.0.1", "ws://"] {
+            if transport == Transport::Ws && bad.contains(".invalid") {
+                continue; // looked up off the caller's thread: see ws_names_resolve_off_thread
+            }
             assert!(network.connect(transport, bad).is_err(), "{transport} {bad:?}");
         }
     }
@@ -191,6 +194,35 @@ fn host_names_resolve() {
         server.stop();
         drop(task);
     }
+}
+
+#[test]
+fn ws_names_resolve_off_the_callers_thread() {
+    // connect returns before the lookup; its outcome comes as Connected, like a refusal.
+    let (handler, listener) = node::split::<()>();
+    let watchdog = Watchdog::new(&handler);
+    let network = handler.network();
+    let mut pending = Vec::new();
+    for target in ["no.such.host.invalid:80", "ws://no.such.host.invalid:81/x"] {
+        let (endpoint, local) = network.connect(Transport::Ws, target).unwrap();
+        assert!(endpoint.addr().ip().is_unspecified(), "{target}: {endpoint}");
+        assert!(local.ip().is_unspecified(), "{target}: {local}");
+        assert_eq!(network.send(endpoint, b"early"), SendStatus::ResourceNotAvailable);
+        pending.push(endpoint);
+    }
+    assert_eq!(pending[0].addr().port(), 80);
+    assert_eq!(pending[1].addr().port(), 81);
+    listener.for_each(|event| {
+        if let NodeEvent::Network(NetEvent::Connected(endpoint, ok)) = event {
+            assert!(!ok, "{endpoint} connected to a name that does not exist");
+            pending.retain(|e| *e != endpoint);
+            if pending.is_empty() {
+                handler.stop();
+            }
+        }
+    });
+    watchdog.check("waiting for the failed lookups");
+    assert!(pending.is_empty());
 }
 
 #[test]

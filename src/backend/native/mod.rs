@@ -260,6 +260,7 @@ impl Resource {
                 cx.fail_connect(&c.state, c.endpoint, "connect timed out")
             }
             (Deadline::Connect, Resource::Ws(c)) => c.on_connect_deadline(cx),
+            (Deadline::Resolved, Resource::Ws(c)) => c.on_resolved(cx),
             (Deadline::AcceptRetry, Resource::Listener(l)) => l.on_event(cx),
             (Deadline::Connect, Resource::UdpRemote(u)) => u.announce(cx),
             _ => (),
@@ -326,6 +327,8 @@ pub(crate) enum Deadline {
     Linger,
     /// A listener that hit an error (out of descriptors) tries accepting again.
     AcceptRetry,
+    /// A host name lookup finished (on its own thread) for a connect.
+    Resolved,
 }
 
 /// Reads one resource does per readiness event before letting the others have a turn.

@@ -173,6 +173,7 @@ fn headers(map: &tungstenite::http::HeaderMap) -> Vec<(String, String)> {
 /// A client connect waiting for its TCP connection: what to send once it is up.
 pub(crate) struct ClientStart {
     request: Request,
+    options: StreamOptions,
     #[cfg(feature = "tls")]
     tls: Option<rustls::ClientConnection>,
     config: WebSocketConfig,
@@ -199,6 +200,9 @@ impl ClientStart {
 }
 
 enum Phase {
+    /// Client: the host name is being looked up on its own thread; the result lands in
+    /// `resolved`.
+    Resolving(Box<ClientStart>),
     /// Client: TCP connect in progress.
     Connecting(TcpStream, Box<ClientStart>),
     /// Client: handshake in progress.
@@ -233,6 +237,8 @@ pub(crate) struct Connection {
     handshake: Arc<Mutex<Option<WsHandshake>>>,
     /// The peer's Close frame, if it sent one.
     close: Mutex<Option<WsClose>>,
+    /// The outcome of the host name lookup, for the event thread to pick up.
+    resolved: Mutex<Option<io::Result<SocketAddr>>>,
 }
 
 impl Connection {
@@ -258,6 +264,7 @@ impl Connection {
             text: AtomicBool::new(false),
             handshake: Arc::default(),
             close: Mutex::new(None),
+            resolved: Mutex::new(None),
         }
     }
 
@@ -286,7 +293,29 @@ impl Connection {
             Phase::Server(mid) => {
                 registry.register(mid.get_mut().get_mut().tcp_mut(), token, interest)
             }
-            Phase::Done => Ok(()),
+            // Registered once the name is resolved and the socket exists.
+            Phase::Resolving(_) | Phase::Done => Ok(()),
+        }
+    }
+
+    /// The host name lookup ended: start the TCP connect, or report the failure.
+    pub fn on_resolved(&self, cx: &mut Cx<'_>) {
+        let Some(resolved) = lock(&self.resolved).take() else { return };
+        let mut phase = lock(&self.phase);
+        let Phase::Resolving(start) = std::mem::replace(&mut *phase, Phase::Done) else { return };
+        let id = self.endpoint.resource_id();
+        let connected = resolved.and_then(|peer| {
+            let mut stream = socket::tcp_connect(peer, &start.options)?;
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            cx.shared.registry.register(&mut stream, Token(id.raw()), interest)?;
+            Ok(stream)
+        });
+        match connected {
+            Ok(stream) => *phase = Phase::Connecting(stream, start),
+            Err(e) => {
+                drop(phase);
+                cx.fail_connect(&self.state, self.endpoint, &e.to_string());
+            }
         }
     }
 
@@ -384,6 +413,7 @@ impl Connection {
     pub fn on_event(&self, event: &Event, cx: &mut Cx<'_>) {
         let mut phase = lock(&self.phase);
         match std::mem::replace(&mut *phase, Phase::Done) {
+            Phase::Resolving(start) => *phase = Phase::Resolving(start),
             Phase::Connecting(stream, start) => match connect_result(&stream, event) {
                 None => *phase = Phase::Connecting(stream, start),
                 Some(Err(e)) => {
@@ -619,20 +649,54 @@ fn client_handshake(response: &Response) -> WsHandshake {
     WsHandshake { path: String::new(), headers: headers(response.headers()), subprotocol }
 }
 
-/// Where a `Ws` connect goes: the address to reach, the URL to request, and the host name
-/// to verify when it is `wss://`.
+/// Where a `Ws` connect goes: the address to reach (or the name to look up), the URL to
+/// request, and the host name to verify when it is `wss://`.
 struct Target {
-    peer: SocketAddr,
+    peer: Peer,
     url: String,
     tls_host: Option<String>,
 }
 
+enum Peer {
+    Addr(SocketAddr),
+    /// A host name and port: looked up off the caller's thread.
+    Name(String, u16),
+}
+
+impl Peer {
+    fn new(host: &str, port: u16) -> Self {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Peer::Addr(SocketAddr::new(ip, port)),
+            Err(_) => Peer::Name(host.to_owned(), port),
+        }
+    }
+
+    /// The address the endpoint carries: the unspecified address while a name is unresolved
+    /// (the endpoint must not change once handed out).
+    fn endpoint_addr(&self) -> SocketAddr {
+        match self {
+            Peer::Addr(addr) => *addr,
+            Peer::Name(_, port) => SocketAddr::from(([0, 0, 0, 0], *port)),
+        }
+    }
+
+    /// Resolves on this thread (for `connect_sync`, which blocks anyway).
+    fn resolve(&self) -> io::Result<SocketAddr> {
+        match self {
+            Peer::Addr(addr) => Ok(*addr),
+            Peer::Name(host, port) => resolve(&RemoteAddr::Str(format!("{host}:{port}")))
+                .or_else(|_| resolve(&RemoteAddr::Str(format!("[{host}]:{port}")))),
+        }
+    }
+}
+
 fn target(addr: RemoteAddr, path: &str) -> io::Result<Target> {
     let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
-    let plain =
-        |peer, host: &str| Target { peer, url: format!("ws://{host}{path}"), tls_host: None };
     match addr {
-        RemoteAddr::Socket(peer) => Ok(plain(peer, &peer.to_string())),
+        RemoteAddr::Socket(peer) => {
+            Ok(Target { peer: Peer::Addr(peer), url: format!("ws://{peer}{path}"), tls_host: None })
+        }
         RemoteAddr::Str(s) => match url::Url::parse(&s) {
             Ok(url) if url.scheme() == "ws" || url.scheme() == "wss" => {
                 let host = url.host_str().ok_or_else(|| invalid(format!("{s}: no host")))?;
@@ -644,10 +708,12 @@ fn target(addr: RemoteAddr, path: &str) -> io::Result<Target> {
                     ));
                 }
                 let port = url.port_or_known_default().unwrap_or(if secure { 443 } else { 80 });
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                let peer = resolve(&RemoteAddr::Str(format!("{host}:{port}")))
-                    .or_else(|_| resolve(&RemoteAddr::Str(format!("[{host}]:{port}"))))?;
-                Ok(Target { peer, url: s.clone(), tls_host: secure.then(|| host.to_owned()) })
+                let tls_host = secure.then(|| host.trim_start_matches('[').trim_end_matches(']'));
+                Ok(Target {
+                    peer: Peer::new(host, port),
+                    url: s.clone(),
+                    tls_host: tls_host.map(str::to_owned),
+                })
             }
             Ok(url) if url.has_host() => Err(invalid(format!(
                 "{s}: Ws connects to ws:// and wss:// URLs, not {}://",
@@ -655,8 +721,15 @@ fn target(addr: RemoteAddr, path: &str) -> io::Result<Target> {
             ))),
             // "host:port" without a scheme.
             _ => {
-                let peer = resolve(&RemoteAddr::Str(s.clone()))?;
-                Ok(plain(peer, &s))
+                let (host, port) = s
+                    .rsplit_once(':')
+                    .and_then(|(host, port)| Some((host, port.parse().ok()?)))
+                    .ok_or_else(|| invalid(format!("{s}: expected host:port or a ws:// URL")))?;
+                Ok(Target {
+                    peer: Peer::new(host, port),
+                    url: format!("ws://{s}{path}"),
+                    tls_host: None,
+                })
             }
         },
     }
@@ -701,7 +774,7 @@ fn tls_client(_: &TlsConnectOptions, _: Option<&str>) -> io::Result<Option<()>> 
 
 /// Starts a `Ws` connect (or, with `sync`, completes it before returning).
 pub(crate) fn connect(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     id: ResourceId,
     addr: RemoteAddr,
     config: WsConnectConfig,
@@ -716,16 +789,18 @@ pub(crate) fn connect(
     let tls = tls_client(&config.tls, target.tls_host.as_deref()).map_err(context)?;
     let start = ClientStart {
         request: request(url, &config)?,
+        options: options.clone(),
         #[cfg(feature = "tls")]
         tls,
         config: ws_config(&config.ws, options.send_queue_limit),
     };
-    let endpoint = Endpoint::new(id, target.peer);
+    let endpoint = Endpoint::new(id, target.peer.endpoint_addr());
     let new = |state, phase| {
         Connection::new(endpoint, None, state, phase, &config.ws, options.send_queue_limit)
     };
     let (connection, local) = if sync {
-        let stream = socket::tcp_connect_blocking(target.peer, options, options.connect_timeout)
+        let peer = target.peer.resolve()?;
+        let stream = socket::tcp_connect_blocking(peer, options, options.connect_timeout)
             .map_err(context)?;
         stream.set_nonblocking(true)?;
         let stream = TcpStream::from_std(stream);
@@ -736,16 +811,45 @@ pub(crate) fn connect(
         let connection = new(State::announce_pending(), Phase::Open(ws));
         *lock(&connection.handshake) = Some(client_handshake(&response));
         (connection, local)
-    } else {
-        let stream = socket::tcp_connect(target.peer, options).map_err(context)?;
+    } else if let Peer::Addr(peer) = target.peer {
+        let stream = socket::tcp_connect(peer, options).map_err(context)?;
         let local = stream.local_addr()?;
         (new(State::connecting(), Phase::Connecting(stream, Box::new(start))), local)
+    } else {
+        // No socket yet: the local address is not known either.
+        let local = SocketAddr::from(([0, 0, 0, 0], 0));
+        (new(State::connecting(), Phase::Resolving(Box::new(start))), local)
     };
     shared.add(id, super::Resource::Ws(Box::new(connection)))?;
     if !sync {
         shared.set_deadline(id, options.connect_timeout, Deadline::Connect);
     }
+    if let (false, Peer::Name(..)) = (sync, &target.peer) {
+        resolve_in_background(shared, id, target.peer);
+    }
     Ok((endpoint, local))
+}
+
+/// Looks `peer` up on a thread of its own (the system resolver blocks), then hands the result
+/// to the event thread. The thread holds no strong reference: a network dropped meanwhile is
+/// simply not told.
+fn resolve_in_background(shared: &Arc<Shared>, id: ResourceId, peer: Peer) {
+    fn deliver(shared: &Shared, id: ResourceId, result: io::Result<SocketAddr>) {
+        if let Some(super::Resource::Ws(c)) = shared.get(id).as_deref() {
+            *lock(&c.resolved) = Some(result);
+            shared.set_deadline(id, std::time::Duration::ZERO, Deadline::Resolved);
+        }
+    }
+    let weak = Arc::downgrade(shared);
+    let spawned = std::thread::Builder::new().name("portnet-resolve".into()).spawn(move || {
+        let result = peer.resolve();
+        if let Some(shared) = weak.upgrade() {
+            deliver(&shared, id, result);
+        }
+    });
+    if let Err(e) = spawned {
+        deliver(shared, id, Err(socket::context(e, format_args!("name lookup thread"))));
+    }
 }
 
 /// Runs a client handshake to completion on the caller's thread, with its own small poll.
