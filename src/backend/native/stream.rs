@@ -110,6 +110,10 @@ impl Connection {
     /// Writes queued bytes; called on writability. Returns whether the queue is empty.
     pub fn flush(&self) -> bool {
         let mut out = lock(&self.out);
+        if out.is_empty() {
+            // Waiters were told when it emptied: most writable events find nothing to do.
+            return true;
+        }
         while !out.is_empty() {
             match (&self.stream).write(out.pending()) {
                 Ok(0) => break,
