@@ -48,11 +48,8 @@
 
 pub use crate::backend::sim::world::{Fault, Link, Packet, Verdict};
 
-use crate::backend::sim::handoff::Handoff;
 use crate::backend::sim::world::{Core, Ev, NodeId, Status};
-use crate::backend::sim::{
-    self as driver, Baton, CURRENT, Crashed, NODE_SPINS, Shared, WORLD_SPINS, Yielded,
-};
+use crate::backend::sim::{self as driver, CURRENT, Shared, Yielded};
 use crate::backend::{Controller, Processor};
 use crate::core::clock::Clock;
 use crate::node::{self, NodeHandler, NodeListener};
@@ -60,27 +57,45 @@ use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The environment variable that fixes a world's seed.
 pub const SEED_VAR: &str = "PORTNET_SIM_SEED";
 
-/// How long (real time) a node may run before it is taken to be stuck outside the simulation.
-const NODE_STUCK_AFTER: Duration = Duration::from_secs(60);
+/// Each node's coroutine stack, in words (1 MiB): as deep as a typical thread's main work
+/// needs. Memory is reserved, and only touched as the application uses it. Even: an odd size
+/// would make generator touch every page to track usage.
+const NODE_STACK_WORDS: usize = (1 << 20) / std::mem::size_of::<usize>();
 
 /// Steps `run_until_idle` takes before it gives up on a world that never idles.
 const MAX_STEPS: u64 = 50_000_000;
 
 static NEXT_WORLD: AtomicU64 = AtomicU64::new(1);
 
-type Spawner = Box<dyn Fn(Arc<Shared>, NodeId) -> (Arc<Handoff<Baton>>, JoinHandle<()>) + Send>;
+/// A node's application, running or waiting: resumed by the world, yields back to it.
+type Coroutine = generator::Generator<'static, (), Yielded>;
+type Spawner = Box<dyn Fn(Arc<Shared>, NodeId) -> Coroutine + Send>;
 type Action = Box<dyn FnOnce(&mut World) + Send>;
 
 struct NodeSlot {
     spawn: Spawner,
-    baton: Option<Arc<Handoff<Baton>>>,
-    thread: Option<JoinHandle<()>>,
+    /// `None` once the application returned, panicked or crashed.
+    coroutine: Option<Coroutine>,
+}
+
+/// Marks `node` as the one running on this thread while it lives.
+struct Running(Option<(u64, NodeId)>);
+
+impl Running {
+    fn enter(world: u64, node: NodeId) -> Running {
+        Running(CURRENT.replace(Some((world, node))))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        CURRENT.set(self.0);
+    }
 }
 
 /// A simulated network of nodes, on virtual time.
@@ -112,7 +127,6 @@ impl World {
         let shared = Arc::new(Shared {
             id: NEXT_WORLD.fetch_add(1, Ordering::Relaxed),
             core: Mutex::new(Core::new(seed, now)),
-            yields: Handoff::new(WORLD_SPINS.0, WORLD_SPINS.1),
             world_thread: std::thread::current().id(),
         });
         World {
@@ -151,25 +165,16 @@ impl World {
             core.add_node(name)
         };
         let app = Arc::new(app);
-        let name = name.to_string();
         let spawn: Spawner = Box::new(move |shared, node| {
-            let baton = Arc::new(Handoff::new(NODE_SPINS.0, NODE_SPINS.1));
             let app = app.clone();
-            let node_baton = baton.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("sim-{name}"))
-                .spawn(move || node_thread(shared, node, node_baton, app))
-                .unwrap_or_else(|e| panic!("portnet sim: cannot spawn a node thread: {e}"));
-            (baton, thread)
+            generator::Gn::<()>::new_opt(NODE_STACK_WORDS, move || node_body(shared, node, app))
         });
-        self.nodes.push(NodeSlot { spawn, baton: None, thread: None });
+        self.nodes.push(NodeSlot { spawn, coroutine: None });
         self.start(id);
     }
 
     fn start(&mut self, node: NodeId) {
-        let (baton, thread) = (self.nodes[node].spawn)(self.shared.clone(), node);
-        self.nodes[node].baton = Some(baton);
-        self.nodes[node].thread = Some(thread);
+        self.nodes[node].coroutine = Some((self.nodes[node].spawn)(self.shared.clone(), node));
         let mut core = self.shared.core();
         core.nodes[node].status = Status::Starting;
         let (now, life) = (core.now, core.nodes[node].life);
@@ -186,7 +191,7 @@ impl World {
     /// them in one run). Returns the trace lines it produced, or `None` if nothing is left.
     pub fn step(&mut self) -> Option<Vec<String>> {
         let before = self.shared.core().trace.len();
-        self.advance().then(|| self.shared.core().trace[before..].to_vec())
+        self.advance().then(|| self.shared.core().trace.lines_from(before))
     }
 
     /// Runs the next event (and the packets due with it). Returns false if nothing is left.
@@ -285,54 +290,40 @@ impl World {
             }
             state.status = Status::Running;
         }
-        let Some(baton) = &self.nodes[node].baton else { return };
-        if baton.send(Baton::Run).is_err() {
-            return;
-        }
-        let answer = self.shared.yields.recv(Some(NODE_STUCK_AFTER));
-        if let Some(Yielded::Waiting(from) | Yielded::Finished(from) | Yielded::Panicked(from, _)) =
-            &answer
-        {
-            debug_assert_eq!(*from, node, "only the node holding the baton yields");
-        }
+        let Some(coroutine) = &mut self.nodes[node].coroutine else { return };
+        let answer = {
+            let _running = Running::enter(self.shared.id, node);
+            coroutine.resume()
+        };
         match answer {
-            Some(Yielded::Waiting(_)) => (),
-            Some(Yielded::Finished(_)) => {
+            Some(Yielded::Waiting) => (),
+            Some(Yielded::Finished) | None => {
                 // Its sockets close as a process's do when it exits.
+                self.nodes[node].coroutine = None;
                 let mut core = self.shared.core();
                 core.reset_node(node);
                 core.nodes[node].status = Status::Finished;
-                drop(core);
-                self.join(node);
             }
-            Some(Yielded::Panicked(_, message)) => {
+            Some(Yielded::Panicked(message)) => {
+                self.nodes[node].coroutine = None;
                 let name = self.name(node);
                 self.shared.core().nodes[node].status = Status::Dead;
-                self.join(node);
                 self.fail(format!("node {name:?} panicked: {message}"));
             }
-            None => {
-                // Stuck outside the simulation: never join it (that would hang too).
-                self.nodes[node].thread = None;
-                self.nodes[node].baton = None;
-                let name = self.name(node);
-                self.fail(format!(
-                    "node {name:?} ran for {NODE_STUCK_AFTER:?} of real time without waiting: \
-                     blocked on something outside the simulation?"
-                ));
-            }
+        }
+    }
+
+    /// Ends a node's application where it waits: its stack unwinds (destructors run) on this
+    /// thread, as the node running.
+    fn kill(&mut self, node: NodeId) {
+        if let Some(mut coroutine) = self.nodes[node].coroutine.take() {
+            let _running = Running::enter(self.shared.id, node);
+            coroutine.cancel();
         }
     }
 
     fn name(&self, node: NodeId) -> String {
         self.shared.core().nodes[node].name.clone()
-    }
-
-    fn join(&mut self, node: NodeId) {
-        self.nodes[node].baton = None;
-        if let Some(thread) = self.nodes[node].thread.take() {
-            let _ = thread.join();
-        }
     }
 
     fn fail(&mut self, message: String) {
@@ -485,10 +476,7 @@ impl World {
             core.reset_node(id);
             core.nodes[id].status = Status::Dead;
         }
-        if let Some(baton) = self.nodes[id].baton.take() {
-            let _ = baton.send(Baton::Kill);
-        }
-        self.join(id);
+        self.kill(id);
     }
 
     /// Starts `node`'s application again from the beginning, with fresh sockets (crashing it
@@ -532,7 +520,7 @@ impl World {
 
     /// Everything that happened so far, one line per event, stamped with virtual time.
     pub fn trace(&self) -> Vec<String> {
-        self.shared.core().trace.clone()
+        self.shared.core().trace.lines_from(0)
     }
 
     /// How many network events were delivered to nodes.
@@ -579,50 +567,42 @@ impl Drop for World {
             // The test failed on its own assertion: say how to replay it.
             eprintln!("{}", self.report("the test failed inside this world"));
         }
-        for slot in &mut self.nodes {
-            if let Some(baton) = slot.baton.take() {
-                let _ = baton.send(Baton::Kill);
-            }
+        if std::thread::panicking() {
+            // Unwinding a node now would panic inside a panic: leave their stacks be.
+            return;
         }
-        for slot in &mut self.nodes {
-            if let Some(thread) = slot.thread.take() {
-                let _ = thread.join();
-            }
+        for node in 0..self.nodes.len() {
+            self.kill(node);
         }
     }
 }
 
-/// The body of a simulated node's thread.
-fn node_thread<S, F>(shared: Arc<Shared>, node: NodeId, baton: Arc<Handoff<Baton>>, app: Arc<F>)
+/// The body of a simulated node's coroutine: the application, with its handler and listener.
+fn node_body<S, F>(shared: Arc<Shared>, node: NodeId, app: Arc<F>) -> Yielded
 where
     S: Send + 'static,
     F: Fn(NodeHandler<S>, NodeListener<S>) + Send + Sync + 'static,
 {
-    CURRENT.set(Some((shared.id, node)));
-    if !matches!(baton.recv(None), Some(Baton::Run)) {
-        return;
-    }
     let clock = Clock::Manual(shared.core().clock.clone());
-    let (controller, processor) = driver::split(shared.clone(), node, baton);
+    let (controller, processor) = driver::split(shared, node);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let (network, processor) =
             crate::network::split_on(Controller::Sim(controller), Processor::Sim(processor));
         let (handler, listener) = node::split_on(network, processor, clock);
         app(handler, listener);
     }));
-    let report = match result {
-        Ok(()) => Yielded::Finished(node),
-        Err(payload) if payload.is::<Crashed>() => return,
-        Err(payload) => {
-            let message = payload
+    match result {
+        Ok(()) => Yielded::Finished,
+        // A crash: generator's own unwinding must reach it, which ends the coroutine.
+        Err(payload) if payload.is::<generator::Error>() => std::panic::resume_unwind(payload),
+        Err(payload) => Yielded::Panicked(
+            payload
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "(no message)".into());
-            Yielded::Panicked(node, message)
-        }
-    };
-    let _ = shared.yields.send(report);
+                .unwrap_or_else(|| "(no message)".into()),
+        ),
+    }
 }
 
 fn random_seed() -> u64 {
@@ -722,7 +702,7 @@ fn run_once(
     QUIET.set(false);
     let (faults, trace) = {
         let core = world.shared.core();
-        (core.tape.iter().filter(|f| f.applied).cloned().collect(), core.trace.clone())
+        (core.tape.iter().filter(|f| f.applied).cloned().collect(), core.trace.lines_from(0))
     };
     let result = result.map_err(|payload| {
         payload

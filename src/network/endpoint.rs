@@ -59,6 +59,10 @@ impl Endpoint {
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if f.width().is_none() && f.precision().is_none() {
+            // The common case writes straight through: no string to build.
+            return write!(f, "[{}] {}", self.resource_id, self.addr);
+        }
         f.pad(&format!("[{}] {}", self.resource_id, self.addr))
     }
 }

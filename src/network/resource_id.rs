@@ -92,7 +92,12 @@ impl std::fmt::Display for ResourceId {
             ResourceType::Local => "L",
             ResourceType::Remote => "R",
         };
-        f.pad(&format!("{}.{}.{}", resource_type, self.adapter_id(), self.base_value()))
+        let (adapter, base) = (self.adapter_id(), self.base_value());
+        if f.width().is_none() && f.precision().is_none() {
+            // The common case writes straight through: no string to build.
+            return write!(f, "{resource_type}.{adapter}.{base}");
+        }
+        f.pad(&format!("{resource_type}.{adapter}.{base}"))
     }
 }
 

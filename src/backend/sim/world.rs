@@ -236,6 +236,33 @@ impl Conn {
     }
 }
 
+/// The run's trace: lines in one buffer, so writing one allocates nothing most of the time.
+#[derive(Clone, Default)]
+pub(crate) struct Trace {
+    text: String,
+    /// Where each line ends in `text`.
+    ends: Vec<usize>,
+}
+
+impl Trace {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Lines `from..` as owned strings.
+    pub fn lines_from(&self, from: usize) -> Vec<String> {
+        let mut start = if from == 0 { 0 } else { self.ends[from - 1] };
+        self.ends[from..]
+            .iter()
+            .map(|&end| {
+                let line = self.text[start..end].to_owned();
+                start = end;
+                line
+            })
+            .collect()
+    }
+}
+
 /// The world's state.
 pub(crate) struct Core {
     pub now: Duration,
@@ -264,7 +291,7 @@ pub(crate) struct Core {
     pub tape: Vec<Fault>,
     /// When replaying to shrink: the only fault decisions (by index) that may take effect.
     pub allowed: Option<BTreeSet<usize>>,
-    pub trace: Vec<String>,
+    pub trace: Trace,
     /// Nodes that got events since they last ran, in the order they got them.
     pub to_run: Vec<NodeId>,
     /// Counters, for the benchmark and the curious.
@@ -295,7 +322,7 @@ impl Core {
             rule: None,
             tape: Vec::new(),
             allowed: None,
-            trace: Vec::new(),
+            trace: Trace::default(),
             to_run: Vec::new(),
             delivered: 0,
         }
@@ -303,9 +330,18 @@ impl Core {
 
     /// Writes a line of the trace, stamped with the virtual time.
     pub fn log(&mut self, line: std::fmt::Arguments<'_>) {
-        let mut entry = String::new();
-        let _ = write!(entry, "{:>12.6} {line}", self.now.as_secs_f64());
-        self.trace.push(entry);
+        self.log_with(|text| {
+            let _ = text.write_fmt(line);
+        });
+    }
+
+    /// Writes a line of the trace with `write`, straight into the trace's buffer.
+    fn log_with(&mut self, write: impl FnOnce(&mut String)) {
+        let (secs, micros) = (self.now.as_secs(), self.now.subsec_micros());
+        let text = &mut self.trace.text;
+        let _ = write!(text, "{secs:>5}.{micros:06} ");
+        write(text);
+        self.trace.ends.push(text.len());
     }
 
     /// Queues `event` at `at`. Events at the same time run in an order drawn from the seed.
@@ -404,19 +440,21 @@ impl Core {
     }
 
     fn deliver(&mut self, node: NodeId, event: StoredNetEvent) {
-        let name = &self.nodes[node].name;
-        let mut line = format!("{name} <- {:?}", event.borrow());
-        if let StoredNetEvent::Message(_, data) = &event {
-            // The first bytes, so a trace tells messages apart (and catches reordering).
-            line.push_str(": ");
-            for byte in data.iter().take(16) {
-                let _ = write!(line, "{byte:02x}");
+        let name = std::mem::take(&mut self.nodes[node].name);
+        self.log_with(|line| {
+            let _ = write!(line, "{name} <- {:?}", event.borrow());
+            if let StoredNetEvent::Message(_, data) = &event {
+                // The first bytes, so a trace tells messages apart (and catches reordering).
+                line.push_str(": ");
+                for byte in data.iter().take(16) {
+                    let _ = write!(line, "{byte:02x}");
+                }
+                if data.len() > 16 {
+                    line.push_str("..");
+                }
             }
-            if data.len() > 16 {
-                line.push_str("..");
-            }
-        }
-        self.log(format_args!("{line}"));
+        });
+        self.nodes[node].name = name;
         self.delivered += 1;
         let inbox = &mut self.nodes[node].inbox;
         // Plain Tcp is a byte stream: bytes that arrived before the node reads are read
