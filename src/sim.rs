@@ -46,9 +46,9 @@
 //! test prints it with the command that reruns exactly that case, the tail of the trace, and
 //! where the whole trace was written.
 
-pub use crate::backend::sim::world::{Fault, Link, Packet, Verdict};
+pub use crate::backend::sim::world::{Fault, Link, Packet, Spread, Verdict};
 
-use crate::backend::sim::world::{Core, Ev, NodeId, Status};
+use crate::backend::sim::world::{Core, Ev, FaultEnd, NodeId, Status};
 use crate::backend::sim::{self as driver, CURRENT, Shared, Yielded};
 use crate::backend::{Controller, Processor};
 use crate::core::clock::Clock;
@@ -107,6 +107,8 @@ pub struct World {
     next_action: u64,
     failure: Option<String>,
     steps: u64,
+    /// Nodes a shrinking replay restarted before the scenario's own `restart`.
+    restarted_early: std::collections::BTreeSet<NodeId>,
 }
 
 impl World {
@@ -137,6 +139,7 @@ impl World {
             next_action: 0,
             failure: None,
             steps: 0,
+            restarted_early: Default::default(),
         }
     }
 
@@ -222,6 +225,7 @@ impl World {
                     action(self);
                 }
             }
+            Ev::EndFault(index) => self.end_fault_early(index),
             network => {
                 let drained = {
                     let mut core = self.shared.core();
@@ -322,6 +326,31 @@ impl World {
         }
     }
 
+    /// Ends a lasting fault that a shrinking replay cut short.
+    fn end_fault_early(&mut self, index: usize) {
+        let end = {
+            let mut core = self.shared.core();
+            let Some((end, _)) = core.open.remove(&index) else { return };
+            core.log(format_args!("fault #{index} cut short by the shrinker"));
+            end
+        };
+        match end {
+            FaultEnd::Unblock(a, b) => {
+                self.shared.core().blocked.remove(&(a, b));
+            }
+            FaultEnd::Release(a, b) => {
+                let mut core = self.shared.core();
+                core.held.remove(&(a, b));
+                core.release(Some((a, b)));
+            }
+            FaultEnd::Resume(node) => self.resume(&self.name(node)),
+            FaultEnd::Restart(node) => {
+                self.restart(&self.name(node));
+                self.restarted_early.insert(node);
+            }
+        }
+    }
+
     fn name(&self, node: NodeId) -> String {
         self.shared.core().nodes[node].name.clone()
     }
@@ -411,6 +440,7 @@ impl World {
         let mut core = self.shared.core();
         if core.fault(a, b, format_args!("partition")) {
             core.blocked.insert((a, b));
+            core.lasting(FaultEnd::Unblock(a, b));
         }
     }
 
@@ -427,6 +457,7 @@ impl World {
     pub fn heal(&mut self) {
         let mut core = self.shared.core();
         core.blocked.clear();
+        core.end_faults(|end| matches!(end, FaultEnd::Unblock(..)));
         core.log(format_args!("heal"));
     }
 
@@ -437,6 +468,7 @@ impl World {
         let mut core = self.shared.core();
         if core.fault(a, b, format_args!("hold")) {
             core.held.insert((a, b));
+            core.lasting(FaultEnd::Release(a, b));
         }
     }
 
@@ -445,6 +477,7 @@ impl World {
         let (a, b) = (self.id(from), self.id(to));
         let mut core = self.shared.core();
         core.held.remove(&(a, b));
+        core.end_faults(|end| matches!(end, FaultEnd::Release(x, y) if (*x, *y) == (a, b)));
         core.log(format_args!("release {from} -> {to}"));
         core.release(Some((a, b)));
     }
@@ -475,6 +508,7 @@ impl World {
             }
             core.reset_node(id);
             core.nodes[id].status = Status::Dead;
+            core.lasting(FaultEnd::Restart(id));
         }
         self.kill(id);
     }
@@ -483,13 +517,21 @@ impl World {
     /// first if it runs).
     pub fn restart(&mut self, node: &str) {
         let id = self.id(node);
+        if self.restarted_early.remove(&id) {
+            // A shrinking replay already restarted it, earlier than this.
+            self.shared.core().log(format_args!("restart {node}: done earlier by the shrinker"));
+            return;
+        }
         if self.shared.core().nodes[id].status != Status::Dead {
             self.crash(node);
             if self.shared.core().nodes[id].status != Status::Dead {
                 return; // the crash was suppressed by a shrinking replay
             }
         }
-        self.shared.core().log(format_args!("restart {node}"));
+        let mut core = self.shared.core();
+        core.end_faults(|end| matches!(end, FaultEnd::Restart(n) if *n == id));
+        core.log(format_args!("restart {node}"));
+        drop(core);
         self.start(id);
     }
 
@@ -499,6 +541,7 @@ impl World {
         let mut core = self.shared.core();
         if core.fault(id, id, format_args!("pause")) {
             core.nodes[id].paused = true;
+            core.lasting(FaultEnd::Resume(id));
         }
     }
 
@@ -507,6 +550,7 @@ impl World {
         let id = self.id(node);
         let mut core = self.shared.core();
         core.nodes[id].paused = false;
+        core.end_faults(|end| matches!(end, FaultEnd::Resume(n) if *n == id));
         core.log(format_args!("resume {node}"));
         let now = core.now;
         core.wake_at(id, now);
@@ -668,7 +712,7 @@ impl std::fmt::Display for Shrunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "seed {} still fails with {} fault(s):", self.seed, self.faults.len())?;
         for fault in &self.faults {
-            writeln!(f, "  #{}: {}", fault.index, fault.description)?;
+            writeln!(f, "  {fault}")?;
         }
         write!(f, "failure: {}", self.message.lines().next().unwrap_or(""))
     }
@@ -684,6 +728,7 @@ thread_local! {
 fn run_once(
     seed: u64,
     allowed: Option<std::collections::BTreeSet<usize>>,
+    soften: BTreeMap<usize, Duration>,
     scenario: &dyn Fn(&mut World),
 ) -> (Result<(), String>, Vec<Fault>, Vec<String>) {
     static HOOK: std::sync::Once = std::sync::Once::new();
@@ -696,12 +741,18 @@ fn run_once(
         }));
     });
     let mut world = World::with_seed(seed);
-    world.shared.core().allowed = allowed;
+    {
+        let mut core = world.shared.core();
+        core.allowed = allowed;
+        core.soften = soften;
+    }
     QUIET.set(true);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| scenario(&mut world)));
     QUIET.set(false);
     let (faults, trace) = {
-        let core = world.shared.core();
+        let mut core = world.shared.core();
+        // Faults still in effect lasted as long as the run did.
+        core.end_faults(|_| true);
         (core.tape.iter().filter(|f| f.applied).cloned().collect(), core.trace.lines_from(0))
     };
     let result = result.map_err(|payload| {
@@ -723,20 +774,27 @@ pub fn run_seeds(
     seeds
         .into_iter()
         .filter_map(|seed| {
-            let (result, faults, _) = run_once(seed, None, &scenario);
+            let (result, faults, _) = run_once(seed, None, BTreeMap::new(), &scenario);
             result.err().map(|message| Failure { seed, message, faults })
         })
         .collect()
 }
 
-/// Finds the fewest faults of a failing run that still make `scenario` fail: replays the
-/// seed with faults removed (a chunk at a time, then one at a time) while it keeps failing.
-/// Returns `None` if the seed does not fail.
+/// Finds the fewest and mildest faults of a failing run that still make `scenario` fail.
+///
+/// First it replays the seed with faults removed (a chunk at a time, then one at a time) while
+/// the run keeps failing. Then it softens what is left: each lasting fault (a partition, hold,
+/// pause, crash or rule delay) is cut to half its length, and half again, while the run keeps
+/// failing. Returns `None` if the seed does not fail.
 pub fn shrink(seed: u64, scenario: impl Fn(&mut World)) -> Option<Shrunk> {
     const MAX_RUNS: usize = 400;
-    let (result, faults, trace) = run_once(seed, None, &scenario);
+    /// Softening stops here: shorter makes no difference worth reporting.
+    const SHORTEST: Duration = Duration::from_millis(1);
+    let (result, faults, trace) = run_once(seed, None, BTreeMap::new(), &scenario);
     let mut message = result.err()?;
     let mut trace = trace;
+    let lasted: BTreeMap<usize, Duration> =
+        faults.iter().filter_map(|f| Some((f.index, f.duration?))).collect();
     let mut kept: Vec<usize> = faults.iter().map(|f| f.index).collect();
     let mut minimal = faults;
     let mut runs = 1;
@@ -751,8 +809,9 @@ pub fn shrink(seed: u64, scenario: impl Fn(&mut World)) -> Option<Shrunk> {
                 .copied()
                 .collect();
             runs += 1;
+            let allowed = Some(candidate.iter().copied().collect());
             let (result, faults, candidate_trace) =
-                run_once(seed, Some(candidate.iter().copied().collect()), &scenario);
+                run_once(seed, allowed, BTreeMap::new(), &scenario);
             match result {
                 Err(failure) => {
                     kept = candidate;
@@ -771,6 +830,36 @@ pub fn shrink(seed: u64, scenario: impl Fn(&mut World)) -> Option<Shrunk> {
             chunk = chunk.div_ceil(2);
         }
         chunk = chunk.min(kept.len()).max(1);
+    }
+    // Soften, one lasting fault at a time, keeping every cut that still fails.
+    let allowed: std::collections::BTreeSet<usize> = kept.iter().copied().collect();
+    let mut soften = BTreeMap::new();
+    for &index in &kept {
+        let Some(&full) = lasted.get(&index) else { continue };
+        let mut cut = full / 2;
+        while cut >= SHORTEST && runs < MAX_RUNS {
+            let mut candidate = soften.clone();
+            candidate.insert(index, cut);
+            runs += 1;
+            let (result, faults, candidate_trace) =
+                run_once(seed, Some(allowed.clone()), candidate.clone(), &scenario);
+            match result {
+                Err(failure) => {
+                    soften = candidate;
+                    minimal = faults;
+                    message = failure;
+                    trace = candidate_trace;
+                    cut /= 2;
+                }
+                Ok(()) => break,
+            }
+        }
+    }
+    // A cut fault's own run never saw its full length: report it from the first run.
+    for fault in &mut minimal {
+        if fault.duration.is_none() || fault.softened.is_some() {
+            fault.duration = lasted.get(&fault.index).copied().or(fault.duration);
+        }
     }
     Some(Shrunk { seed, faults: minimal, message, trace, runs })
 }

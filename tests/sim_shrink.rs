@@ -63,3 +63,68 @@ fn same_seed_same_trace() {
         sim::check_determinism(seed, scenario).unwrap();
     }
 }
+
+/// A client that gives up when no answer comes within 5 s of virtual time; a 30 s partition
+/// (and a crash of a bystander, which does not matter) breaks it.
+fn impatient_client(world: &mut World) {
+    world.node("server", |handler: NodeHandler<()>, listener: NodeListener<()>| {
+        handler.network().listen(Transport::FramedTcp, "0.0.0.0:7000").unwrap();
+        listener.for_each(|event| {
+            if let NodeEvent::Network(NetEvent::Message(endpoint, data)) = event {
+                handler.network().send(endpoint, data);
+            }
+        });
+    });
+    world.node("bystander", |_handler: NodeHandler<()>, listener: NodeListener<()>| {
+        listener.for_each(|_| ());
+    });
+    let gave_up = Arc::new(Mutex::new(false));
+    let flag = gave_up.clone();
+    world.node("client", move |handler: NodeHandler<bool>, listener: NodeListener<bool>| {
+        let (server, _) = handler.network().connect(Transport::FramedTcp, "server:7000").unwrap();
+        let mut sent = 0u32;
+        let mut timer = None;
+        handler.signals().send_with_timer(false, Duration::from_secs(1));
+        listener.for_each(|event| match event {
+            // Tick: one request a second, each with its own 5 s deadline.
+            NodeEvent::Signal(false) if sent < 40 => {
+                sent += 1;
+                handler.network().send(server, &sent.to_be_bytes());
+                if timer.is_none() {
+                    timer = Some(handler.signals().send_with_timer(true, Duration::from_secs(5)));
+                }
+                handler.signals().send_with_timer(false, Duration::from_secs(1));
+            }
+            NodeEvent::Signal(false) => handler.stop(),
+            NodeEvent::Network(NetEvent::Message(..)) => {
+                if let Some(timer) = timer.take() {
+                    handler.signals().cancel_timer(timer);
+                }
+            }
+            NodeEvent::Signal(true) => *flag.lock().unwrap() = true,
+            _ => (),
+        });
+    });
+    world.at(Duration::from_secs(10), |w| w.partition("client", "server"));
+    world.at(Duration::from_secs(12), |w| w.crash("bystander"));
+    world.at(Duration::from_secs(20), |w| w.restart("bystander"));
+    world.at(Duration::from_secs(40), |w| w.heal());
+    world.run_until(|w| w.is_finished("client"));
+    assert!(!*gave_up.lock().unwrap(), "the client gave up");
+}
+
+#[test]
+fn shrinking_softens_a_partition_to_what_still_breaks() {
+    let shrunk = sim::shrink(7, impatient_client).expect("a 30 s partition breaks it");
+    // One direction is enough (no answers come back); the bystander's crash does not matter.
+    assert_eq!(shrunk.faults.len(), 1, "{shrunk}");
+    let fault = &shrunk.faults[0];
+    assert!(fault.description.contains("partition"), "{shrunk}");
+    assert_eq!(fault.duration, Some(Duration::from_secs(30)), "{shrunk}");
+    // Halved while it still fails: 15 s and 7.5 s still break a client that waits 5 s for an
+    // answer; 3.75 s does not.
+    assert_eq!(fault.softened, Some(Duration::from_millis(7500)), "{shrunk}");
+    assert!(shrunk.to_string().contains("still fails cut to 7.5s"), "{shrunk}");
+    let cut = shrunk.trace.iter().any(|l| l.contains("cut short by the shrinker"));
+    assert!(cut, "the trace shows it");
+}

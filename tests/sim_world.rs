@@ -1431,3 +1431,69 @@ fn tcp_sends_that_arrive_together_are_read_together() {
     }
     assert!(merged > 0, "on some seed, bytes of both sends arrive in one Message");
 }
+
+/// One-way delays (beyond the link's fixed latency) of `count` datagrams sent 1 ms apart over a
+/// link with 10 ms of `jitter` spread as `spread`, in microseconds.
+fn extra_delays(spread: portnet::sim::Spread, count: u64) -> Vec<u64> {
+    let delays = Arc::new(Mutex::new(Vec::new()));
+    let mut world = World::with_seed(21);
+    world.set_default_link(Link { latency: ms(1), jitter: ms(10), spread, ..Link::default() });
+    let d = delays.clone();
+    world.node("receiver", move |handler: NodeHandler<()>, listener: NodeListener<()>| {
+        handler.network().listen(Transport::Udp, "0.0.0.0:4000").unwrap();
+        handler.signals().send_with_timer((), Duration::from_secs(5));
+        listener.for_each(|event| match event {
+            NodeEvent::Network(NetEvent::Message(_, data)) => {
+                let sent = u64::from_be_bytes(data.try_into().unwrap());
+                let now = handler.now().as_micros() as u64;
+                d.lock().unwrap().push(now - sent - 1_000);
+            }
+            NodeEvent::Signal(()) => handler.stop(),
+            _ => (),
+        });
+    });
+    world.node("sender", move |handler: NodeHandler<()>, listener: NodeListener<()>| {
+        let (peer, _) = handler.network().connect(Transport::Udp, "receiver:4000").unwrap();
+        let mut sent = 0;
+        handler.signals().send(());
+        listener.for_each(|event| {
+            if let NodeEvent::Signal(()) = event {
+                let now = handler.now().as_micros() as u64;
+                handler.network().send(peer, &now.to_be_bytes());
+                sent += 1;
+                match sent < count {
+                    true => drop(handler.signals().send_with_timer((), ms(1))),
+                    false => handler.stop(),
+                }
+            }
+        });
+    });
+    world.run_until_idle();
+    let mut delays = delays.lock().unwrap().clone();
+    assert_eq!(delays.len() as u64, count, "no loss configured");
+    delays.sort();
+    delays
+}
+
+#[test]
+fn jitter_spreads_follow_their_distributions() {
+    use portnet::sim::Spread;
+    let stats = |d: &[u64]| {
+        let mean = d.iter().sum::<u64>() as f64 / d.len() as f64;
+        (mean / 1000.0, d[d.len() / 2] as f64 / 1000.0, *d.last().unwrap() as f64 / 1000.0)
+    };
+    // Means in ms, jitter 10 ms: uniform 0..=10 (mean 5, never above 10).
+    let (mean, median, max) = stats(&extra_delays(Spread::Uniform, 2000));
+    assert!((4.5..5.5).contains(&mean), "uniform mean {mean}");
+    assert!(max <= 10.0, "uniform max {max}");
+    assert!((4.0..6.0).contains(&median), "uniform median {median}");
+    // Exponential, mean 10: median ln 2 × 10 ≈ 6.9; a tail well past 10.
+    let (mean, median, max) = stats(&extra_delays(Spread::Exponential, 2000));
+    assert!((9.0..11.0).contains(&mean), "exponential mean {mean}");
+    assert!((6.0..8.0).contains(&median), "exponential median {median}");
+    assert!(max > 40.0 && max <= 200.0, "exponential max {max}");
+    // Pareto(1.5), mean 10: most packets near the minimum 3.3 ms, a few very late.
+    let (_, median, max) = stats(&extra_delays(Spread::Pareto(1.5), 2000));
+    assert!((4.0..6.5).contains(&median), "pareto median {median}");
+    assert!(max > 100.0 && max <= 1000.0, "pareto max {max}");
+}

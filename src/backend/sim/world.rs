@@ -30,8 +30,11 @@ const EPHEMERAL_PORTS: u16 = 49152;
 pub struct Link {
     /// Fixed one-way delay.
     pub latency: Duration,
-    /// Extra delay drawn uniformly from `0..=jitter` per packet (reorders datagrams).
+    /// Extra delay drawn per packet, with `spread` (reorders datagrams): uniformly from
+    /// `0..=jitter` by default.
     pub jitter: Duration,
+    /// How the extra delay is distributed (default [`Spread::Uniform`]).
+    pub spread: Spread,
     /// Probability that a datagram is lost (a stream segment is retransmitted instead).
     pub loss: f64,
     /// Probability that a datagram arrives twice.
@@ -50,11 +53,44 @@ impl Default for Link {
         Link {
             latency: Duration::from_millis(1),
             jitter: Duration::ZERO,
+            spread: Spread::Uniform,
             loss: 0.0,
             duplicate: 0.0,
             bandwidth: None,
             queue: None,
         }
+    }
+}
+
+/// How a link's extra delay per packet is drawn, given its `jitter`.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Spread {
+    /// Uniformly from `0..=jitter`: a bounded, even spread.
+    #[default]
+    Uniform,
+    /// Exponentially with mean `jitter`: mostly small, sometimes several times larger (queueing
+    /// behind other traffic). Capped at 20 × `jitter`.
+    Exponential,
+    /// Pareto with mean `jitter` and this shape (> 1; smaller is heavier): the long tail of a
+    /// congested or wireless path, where a few packets take far longer than the rest. Capped at
+    /// 100 × `jitter`.
+    Pareto(f64),
+}
+
+impl Spread {
+    /// The extra delay for a uniform draw `u` in `[0, 1)`, by the inverse of the distribution.
+    fn sample(self, jitter: Duration, u: f64) -> Duration {
+        let mean = jitter.as_secs_f64();
+        let seconds = match self {
+            Spread::Uniform => mean * u,
+            Spread::Exponential => (-mean * (1.0 - u).ln()).min(20.0 * mean),
+            Spread::Pareto(shape) => {
+                let shape = if shape.is_finite() && shape > 1.0 { shape } else { 1.0 + 1e-3 };
+                let least = mean * (shape - 1.0) / shape;
+                (least / (1.0 - u).powf(1.0 / shape)).min(100.0 * mean)
+            }
+        };
+        Duration::from_secs_f64(seconds.max(0.0))
     }
 }
 
@@ -93,6 +129,38 @@ pub struct Fault {
     pub description: String,
     /// Whether it took effect (a shrinking replay suppresses some).
     pub applied: bool,
+    /// How long it lasted, for faults that last: a partition until `heal`, a hold until
+    /// `release`, a pause until `resume`, a crash until `restart`, a rule's `Delay`. `None`
+    /// for instant faults and for those still in effect when the run ended.
+    pub duration: Option<Duration>,
+    /// A shrinking replay cut it short to this (see [`crate::sim::shrink`]).
+    pub softened: Option<Duration>,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}: {}", self.index, self.description)?;
+        match (self.duration, self.softened) {
+            (Some(lasted), Some(cut)) if cut < lasted => {
+                write!(f, " (lasted {lasted:?}; still fails cut to {cut:?})")
+            }
+            (Some(lasted), _) => write!(f, " (lasted {lasted:?})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How a lasting fault ends, when a shrinking replay cuts it short.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum FaultEnd {
+    /// A one-way partition: unblock `from -> to`.
+    Unblock(NodeId, NodeId),
+    /// A hold: release `from -> to`.
+    Release(NodeId, NodeId),
+    /// A pause: resume the node.
+    Resume(NodeId),
+    /// A crash: restart the node.
+    Restart(NodeId),
 }
 
 /// A per-packet rule.
@@ -142,6 +210,8 @@ pub(crate) enum Ev {
     },
     /// An action the test scheduled.
     Action(u64),
+    /// A shrinking replay ends this lasting fault (by its tape index) early.
+    EndFault(usize),
 }
 
 /// What happened to a node's thread, as the world tracks it.
@@ -291,6 +361,10 @@ pub(crate) struct Core {
     pub tape: Vec<Fault>,
     /// When replaying to shrink: the only fault decisions (by index) that may take effect.
     pub allowed: Option<BTreeSet<usize>>,
+    /// A shrinking replay cuts these lasting faults (by tape index) short: at most this long.
+    pub soften: BTreeMap<usize, Duration>,
+    /// Lasting faults in effect: how each ends, and when it began.
+    pub open: BTreeMap<usize, (FaultEnd, Duration)>,
     pub trace: Trace,
     /// Nodes that got events since they last ran, in the order they got them.
     pub to_run: Vec<NodeId>,
@@ -322,6 +396,8 @@ impl Core {
             rule: None,
             tape: Vec::new(),
             allowed: None,
+            soften: BTreeMap::new(),
+            open: BTreeMap::new(),
             trace: Trace::default(),
             to_run: Vec::new(),
             delivered: 0,
@@ -366,7 +442,8 @@ impl Core {
     pub fn pop_network_due_now(&mut self) -> Option<Ev> {
         let entry = self.queue.first_entry()?;
         let due_now = entry.key().0 == self.now;
-        let packet = !matches!(entry.get(), Ev::Start(..) | Ev::Wake(..) | Ev::Action(_));
+        let packet =
+            !matches!(entry.get(), Ev::Start(..) | Ev::Wake(..) | Ev::Action(_) | Ev::EndFault(_));
         (due_now && packet).then(|| entry.remove())
     }
 
@@ -481,10 +558,13 @@ impl Core {
 
     fn delay(&mut self, from: NodeId, to: NodeId) -> Duration {
         let link = self.link(from, to);
-        let jitter = if link.jitter.is_zero() {
-            Duration::ZERO
-        } else {
-            Duration::from_nanos(self.rng.random_range(0..=link.jitter.as_nanos() as u64))
+        let jitter = match link.spread {
+            _ if link.jitter.is_zero() => Duration::ZERO,
+            // Integer draw: the seeded runs recorded before other spreads existed stay the same.
+            Spread::Uniform => {
+                Duration::from_nanos(self.rng.random_range(0..=link.jitter.as_nanos() as u64))
+            }
+            spread => spread.sample(link.jitter, self.rng.random::<f64>()),
         };
         link.latency + jitter
     }
@@ -829,11 +909,23 @@ impl Core {
         self.rule = Some(rule);
         let len = payload.len();
         if verdict == Verdict::Pass
-            || self.fault(from, to, format_args!("rule: {verdict:?} {transport} {len} bytes"))
+            || !self.fault(from, to, format_args!("rule: {verdict:?} {transport} {len} bytes"))
         {
-            verdict
-        } else {
-            Verdict::Pass
+            return Verdict::Pass;
+        }
+        match verdict {
+            Verdict::Delay(delay) => {
+                let index = self.tape.len() - 1;
+                self.tape[index].duration = Some(delay);
+                match self.soften.get(&index) {
+                    Some(&cap) => {
+                        self.tape[index].softened = Some(cap);
+                        Verdict::Delay(delay.min(cap))
+                    }
+                    None => verdict,
+                }
+            }
+            _ => verdict,
         }
     }
 
@@ -855,8 +947,32 @@ impl Core {
         let applied = self.allowed.as_ref().is_none_or(|allowed| allowed.contains(&index));
         let verb = if applied { "fault" } else { "fault suppressed" };
         self.log(format_args!("{verb} #{index}: {description}"));
-        self.tape.push(Fault { index, description, applied });
+        self.tape.push(Fault { index, description, applied, duration: None, softened: None });
         applied
+    }
+
+    /// Records that the fault just taped (applied) lasts until `end`; a shrinking replay that
+    /// softens it schedules its end.
+    pub fn lasting(&mut self, end: FaultEnd) {
+        let Some(index) = self.tape.len().checked_sub(1) else { return };
+        self.open.insert(index, (end, self.now));
+        if let Some(&cap) = self.soften.get(&index) {
+            self.tape[index].softened = Some(cap);
+            let at = self.now + cap;
+            self.schedule(at, Ev::EndFault(index));
+        }
+    }
+
+    /// The lasting faults that `matches` ends now (the application's heal, release, resume or
+    /// restart): their durations go on the tape.
+    pub fn end_faults(&mut self, matches: impl Fn(&FaultEnd) -> bool) {
+        let ended: Vec<usize> =
+            self.open.iter().filter(|(_, (end, _))| matches(end)).map(|(&i, _)| i).collect();
+        for index in ended {
+            if let Some((_, began)) = self.open.remove(&index) {
+                self.tape[index].duration = Some(self.now - began);
+            }
+        }
     }
 
     fn send_datagram(&mut self, from_node: NodeId, from: SocketAddr, to: SocketAddr, data: &[u8]) {
