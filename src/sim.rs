@@ -284,7 +284,7 @@ impl World {
         }
     }
 
-    /// Gives the baton to `node` and waits until it gives it back.
+    /// Runs `node` until it waits again (or ends).
     fn run_node(&mut self, node: NodeId) {
         {
             let mut core = self.shared.core();
@@ -698,7 +698,8 @@ pub struct Failure {
 pub struct Shrunk {
     /// The seed of the failing run.
     pub seed: u64,
-    /// The fewest of its faults that still make the scenario fail.
+    /// The fewest of its faults that still make the scenario fail, lasting ones cut as short as
+    /// still fails (see [`Fault::softened`]).
     pub faults: Vec<Fault>,
     /// How the minimal run failed.
     pub message: String,
