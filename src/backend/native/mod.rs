@@ -23,10 +23,11 @@ use crate::network::{
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use socket::context;
-use std::collections::{BTreeSet, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeSet;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use stream::lock;
@@ -48,10 +49,11 @@ pub(crate) fn split() -> io::Result<(Controller, Processor)> {
         registry,
         waker,
         ids: ResourceIdGenerator::default(),
-        resources: RwLock::new(HashMap::new()),
-        closing: Mutex::new(HashMap::new()),
+        resources: RwLock::new(FxHashMap::default()),
+        closing: Mutex::new(FxHashMap::default()),
         new_deadlines: Mutex::new(Vec::new()),
         removed: Mutex::new(Vec::new()),
+        news: AtomicBool::new(false),
         peer_close: Mutex::new(None),
         clock: Clock::system(),
     });
@@ -62,6 +64,7 @@ pub(crate) fn split() -> io::Result<(Controller, Processor)> {
         input: vec![0; INPUT_BUFFER_SIZE].into_boxed_slice(),
         deadlines: BTreeSet::new(),
         again: Vec::new(),
+        settled: Vec::new(),
     };
     Ok((Controller { shared }, processor))
 }
@@ -181,6 +184,7 @@ impl State {
                     false
                 }
                 Some(Ok(())) => {
+                    cx.settle(endpoint.resource_id());
                     if !self.set_ready() {
                         return false;
                     }
@@ -350,11 +354,19 @@ pub(crate) struct Cx<'a> {
     pub callback: &'a mut dyn FnMut(NetEvent<'_>),
     /// Resources that used their read budget and must be read again next turn.
     pub again: &'a mut Vec<ResourceId>,
+    /// Resources whose connect (or handshake) ended: their `Connect` deadline is moot.
+    pub settled: &'a mut Vec<ResourceId>,
 }
 
 impl Cx<'_> {
+    /// The connect (or handshake) of `id` ended, one way or the other.
+    pub fn settle(&mut self, id: ResourceId) {
+        self.settled.push(id);
+    }
+
     /// Ends a connect that failed: the endpoint is removed, then reported `Connected(_, false)`.
     pub fn fail_connect(&mut self, state: &State, endpoint: Endpoint, reason: &str) {
+        self.settle(endpoint.resource_id());
         if state.close() {
             log::debug!("connect to {} failed: {reason}", endpoint.addr());
             self.shared.forget(endpoint.resource_id());
@@ -368,14 +380,17 @@ pub(crate) struct Shared {
     registry: Registry,
     waker: Waker,
     pub ids: ResourceIdGenerator,
-    resources: RwLock<HashMap<ResourceId, Arc<Resource>>>,
+    resources: RwLock<FxHashMap<ResourceId, Arc<Resource>>>,
     /// Removed by the application, still flushing what it had queued.
-    closing: Mutex<HashMap<ResourceId, Arc<Resource>>>,
+    closing: Mutex<FxHashMap<ResourceId, Arc<Resource>>>,
     /// Deadlines set since the processor last looked.
     new_deadlines: Mutex<Vec<(Time, ResourceId, Deadline)>>,
     /// Resources the application removed since the processor last polled: events already
     /// gathered for them must not be handed out.
     removed: Mutex<Vec<ResourceId>>,
+    /// Something was added to `new_deadlines` or `removed`: most turns find neither, and skip
+    /// their locks.
+    news: AtomicBool,
     /// The Close frame of the `Ws` connection being reported `Disconnected`, during that
     /// callback.
     peer_close: Mutex<Option<(ResourceId, WsClose)>>,
@@ -411,6 +426,7 @@ impl Shared {
     pub fn set_deadline(&self, id: ResourceId, delay: Duration, kind: Deadline) {
         let deadline = self.clock.now().after(delay);
         lock(&self.new_deadlines).push((deadline, id, kind));
+        self.news.store(true, Ordering::Release);
         self.wake();
     }
 
@@ -603,6 +619,7 @@ impl Controller {
     pub fn remove(&self, id: ResourceId) -> bool {
         let Some(resource) = self.shared.get(id) else { return false };
         lock(&self.shared.removed).push(id);
+        self.shared.news.store(true, Ordering::Release);
         let linger = match &*resource {
             Resource::Stream(c) => c.close_by_app(),
             Resource::Ws(c) => c.close_by_app(),
@@ -665,6 +682,8 @@ pub(crate) struct Processor {
     deadlines: BTreeSet<(Time, ResourceId, Deadline)>,
     /// Resources to read again this turn (they used their read budget last turn).
     again: Vec<ResourceId>,
+    /// Connects that ended this turn, whose deadlines can go.
+    settled: Vec<ResourceId>,
 }
 
 impl Drop for Processor {
@@ -716,8 +735,10 @@ impl Processor {
         timeout: Option<Duration>,
         callback: &mut dyn FnMut(NetEvent<'_>),
     ) {
-        self.deadlines.extend(lock(&self.shared.new_deadlines).drain(..));
-        lock(&self.shared.removed).clear();
+        if self.shared.news.swap(false, Ordering::AcqRel) {
+            self.deadlines.extend(lock(&self.shared.new_deadlines).drain(..));
+            lock(&self.shared.removed).clear();
+        }
         let mut timeout = match self.deadlines.first() {
             Some((deadline, ..)) => {
                 // The clock is read only when a deadline is pending (most turns have none).
@@ -737,8 +758,8 @@ impl Processor {
             self.again = read_again;
             return;
         }
-        let Processor { events, shared, input, again, .. } = self;
-        let mut cx = Cx { shared, input, callback, again };
+        let Processor { events, shared, input, again, settled, .. } = self;
+        let mut cx = Cx { shared, input, callback, again, settled };
         for event in events.iter() {
             if event.token() == WAKER {
                 continue;
@@ -754,6 +775,7 @@ impl Processor {
             }
         }
         self.expire_deadlines(callback);
+        self.drop_settled_deadlines();
     }
 
     fn expire_deadlines(&mut self, callback: &mut dyn FnMut(NetEvent<'_>)) {
@@ -772,9 +794,24 @@ impl Processor {
                     input: &mut self.input,
                     callback,
                     again: &mut self.again,
+                    settled: &mut self.settled,
                 };
                 resource.on_deadline(id, kind, &mut cx);
             }
         }
+    }
+
+    /// Drops the `Connect` deadlines of connects that ended: a pending deadline makes every
+    /// turn read the clock and wait with a timeout, for nothing.
+    fn drop_settled_deadlines(&mut self) {
+        if self.settled.is_empty() {
+            return;
+        }
+        self.settled.sort_unstable();
+        let settled = &self.settled;
+        self.deadlines.retain(|(_, id, kind)| {
+            *kind != Deadline::Connect || settled.binary_search(id).is_err()
+        });
+        self.settled.clear();
     }
 }

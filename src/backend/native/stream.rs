@@ -181,7 +181,7 @@ impl Connection {
     /// urgent mark with bytes behind it, and elsewhere than Linux epoll (Windows) readiness is
     /// re-armed only by "would block".
     pub fn read_all(&self, cx: &mut Cx<'_>, short_read_ends: bool) {
-        let Cx { shared, input, callback, again } = cx;
+        let Cx { shared, input, callback, again, .. } = cx;
         for _ in 0..READ_BUDGET {
             if self.state.is_closed() {
                 return;

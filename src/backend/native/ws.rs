@@ -474,6 +474,7 @@ impl Connection {
     ) {
         match result {
             Ok((ws, response)) => {
+                cx.settle(self.endpoint.resource_id());
                 *lock(&self.handshake) = Some(client_handshake(&response));
                 *phase = Phase::Open(ws);
                 drop(phase);
@@ -499,6 +500,7 @@ impl Connection {
     ) {
         match result {
             Ok(ws) => {
+                cx.settle(self.endpoint.resource_id());
                 *phase = Phase::Open(ws);
                 drop(phase);
                 let listener = self.listener.unwrap_or(self.endpoint.resource_id());

@@ -1,0 +1,645 @@
+//! `Ws` over TLS (`wss://`) beside plain `Ws`: latency and throughput of portnet and of
+//! blocking tungstenite, in the same run, on loopback. Needs the `tls` feature (on by default).
+//!
+//! ```text
+//! cargo bench --bench wss                 # full run, a couple of minutes on 2 cores
+//! cargo bench --bench wss -- --quick      # smoke run for CI, well under a minute
+//! PORTNET_BENCH_QUICK=1 cargo bench --bench wss   # the same sizes as --quick
+//! cargo bench --bench wss -- throughput/Wss       # one group (criterion filter)
+//! ```
+//!
+//! Groups `latency/Ws`, `latency/Wss`, `throughput/Ws` and `throughput/Wss`, each with members
+//! `raw` and `portnet` run one after the other; criterion keeps each median in
+//! `target/criterion/<group>/<member>/new/estimates.json`. The designs are those of
+//! `benches/transports.rs`, so its `Ws` numbers and these are comparable:
+//!
+//! - **latency**: one 1-byte binary message to an echo server and back, per iteration. The
+//!   server runs on its own thread (a portnet node with `for_each_async`, or a blocking thread
+//!   for raw); the client is driven on the bench thread (`network::split()` and
+//!   `process_poll_event` for portnet, blocking `read` for raw).
+//! - **throughput**: per iteration, a round of 256 binary messages (16 when quick) of 64 KiB
+//!   sent one way from the bench thread; the round ends when the receiving thread has counted
+//!   every byte and says so through an in-process channel. The portnet sender is a node on its
+//!   own thread, so queued bytes are flushed as the socket drains; on `SendStatus::QueueFull`
+//!   the bench thread waits for `signal_when_writable`.
+//!
+//! TLS on both members is rustls with the ring provider and its safe default protocol
+//! versions (TLS 1.3 is negotiated), with a self-signed certificate for `localhost` and
+//! `127.0.0.1` made by rcgen at start-up; clients trust it as a root and verify the name
+//! `localhost`. The raw baseline is blocking tungstenite over a std `TcpStream` with
+//! `TCP_NODELAY`, wrapped in `rustls::StreamOwned` for `Wss`, with tungstenite's default
+//! config as in `transports.rs`. The TLS handshake happens once per connection, before
+//! measuring: these numbers are the cost of encrypted traffic, not of connection set-up.
+
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
+use portnet::adapters::ws::{WsConnectConfig, WsListenConfig};
+use portnet::network::{TransportConnect, TransportListen};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Ws,
+    Wss,
+}
+
+impl Kind {
+    const ALL: [Kind; 2] = [Kind::Ws, Kind::Wss];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ws => "Ws",
+            Kind::Wss => "Wss",
+        }
+    }
+
+    /// The URL a client requests.
+    fn url(self, addr: SocketAddr) -> String {
+        match self {
+            Kind::Ws => format!("ws://{addr}/bench"),
+            Kind::Wss => format!("wss://{addr}/bench"),
+        }
+    }
+}
+
+/// Bytes per throughput message.
+const MESSAGE_SIZE: usize = 64 * 1024;
+
+/// Sizes and times of one run.
+#[derive(Clone, Copy)]
+struct Plan {
+    quick: bool,
+    /// Messages per throughput round (one criterion iteration).
+    round_messages: usize,
+}
+
+impl Plan {
+    fn from_env() -> Self {
+        let quick = std::env::args().any(|arg| arg == "--quick")
+            || std::env::var_os("PORTNET_BENCH_QUICK").is_some_and(|v| v != "0" && !v.is_empty());
+        Plan { quick, round_messages: if quick { 16 } else { 256 } }
+    }
+
+    fn round_bytes(self) -> u64 {
+        (self.round_messages * MESSAGE_SIZE) as u64
+    }
+
+    fn configure(self, group: &mut BenchmarkGroup<'_, WallTime>, throughput: bool) {
+        if self.quick {
+            // With `--quick` criterion stops at `measurement_time` at the latest.
+            group.sample_size(10);
+            group.warm_up_time(Duration::from_millis(50));
+            group.measurement_time(Duration::from_millis(300));
+        } else if throughput {
+            group.sampling_mode(SamplingMode::Flat);
+            group.sample_size(20);
+            group.warm_up_time(Duration::from_secs(1));
+            group.measurement_time(Duration::from_secs(4));
+        } else {
+            group.sample_size(100);
+            group.warm_up_time(Duration::from_secs(1));
+            group.measurement_time(Duration::from_secs(3));
+        }
+    }
+}
+
+/// Anything that blocks longer than this is a bug (a lost message, a dead peer).
+const STALL: Duration = Duration::from_secs(20);
+
+const LOCALHOST: &str = "127.0.0.1:0";
+
+/// The name clients verify the server's certificate against.
+const SERVER_NAME: &str = "localhost";
+
+/// One side of a latency measurement: sends one byte and waits for it to come back.
+trait Pinger {
+    fn round_trip(&mut self);
+}
+
+/// One side of a throughput measurement: sends one round and waits until it is received.
+trait Blaster {
+    fn round(&mut self);
+}
+
+fn payload(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
+}
+
+/// The server's self-signed certificate and key, made once per run.
+struct Identity {
+    cert_pem: String,
+    key_pem: String,
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+}
+
+fn identity() -> &'static Identity {
+    static IDENTITY: OnceLock<Identity> = OnceLock::new();
+    IDENTITY.get_or_init(|| {
+        let names = vec![SERVER_NAME.to_owned(), "127.0.0.1".to_owned()];
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(names).unwrap();
+        Identity {
+            cert_pem: cert.pem(),
+            key_pem: signing_key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+            key_der: signing_key.serialize_der(),
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// portnet.
+// ---------------------------------------------------------------------------------------------
+
+mod with_portnet {
+    use super::*;
+    use portnet::network::{
+        self, Endpoint, NetEvent, NetworkController, NetworkProcessor, SendStatus, Transport,
+    };
+    use portnet::node::{self, NodeEvent, NodeHandler, NodeTask};
+
+    fn listen_config(kind: Kind) -> TransportListen {
+        match kind {
+            Kind::Ws => Transport::Ws.into(),
+            Kind::Wss => {
+                let id = identity();
+                WsListenConfig::default().with_tls(id.cert_pem.clone(), id.key_pem.clone()).into()
+            }
+        }
+    }
+
+    fn connect_config(kind: Kind) -> TransportConnect {
+        match kind {
+            Kind::Ws => Transport::Ws.into(),
+            Kind::Wss => WsConnectConfig::default()
+                .with_root_certificate(identity().cert_pem.clone())
+                .with_server_name(SERVER_NAME)
+                .into(),
+        }
+    }
+
+    /// A node on its own thread; stopped and joined on drop.
+    struct Server {
+        handler: NodeHandler<()>,
+        _task: NodeTask,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.handler.stop();
+        }
+    }
+
+    /// A connection driven on the bench thread with the low-level API.
+    struct Client {
+        controller: NetworkController,
+        processor: NetworkProcessor,
+        endpoint: Endpoint,
+        /// Echoes received so far.
+        received: u64,
+    }
+
+    impl Client {
+        fn connect(kind: Kind, addr: SocketAddr) -> Self {
+            let (controller, processor) = network::split();
+            let (endpoint, _) =
+                controller.connect_with(connect_config(kind), kind.url(addr)).unwrap();
+            let mut client = Client { controller, processor, endpoint, received: 0 };
+            let deadline = Instant::now() + STALL;
+            while client.controller.is_ready(endpoint.resource_id()) != Some(true) {
+                assert!(Instant::now() < deadline, "could not connect to {addr}");
+                client.pump(Duration::from_millis(100));
+            }
+            client
+        }
+
+        /// Waits for events (at most `timeout`), counting received messages.
+        fn pump(&mut self, timeout: Duration) {
+            let received = &mut self.received;
+            self.processor.process_poll_event(Some(timeout), |event| {
+                if let NetEvent::Message(..) = event {
+                    *received += 1;
+                }
+            });
+        }
+
+        /// Pumps until `count` messages have been received in all.
+        fn wait_for(&mut self, count: u64) {
+            let deadline = Instant::now() + STALL;
+            while self.received < count {
+                assert!(Instant::now() < deadline, "no answer from the server");
+                self.pump(Duration::from_millis(100));
+            }
+        }
+
+        /// Sends one message, pumping the network while its queue is full.
+        fn send(&mut self, data: &[u8]) {
+            let deadline = Instant::now() + STALL;
+            loop {
+                match self.controller.send(self.endpoint, data) {
+                    SendStatus::Sent => return,
+                    SendStatus::QueueFull => {
+                        assert!(Instant::now() < deadline, "send queue never drained");
+                        self.pump(Duration::from_millis(100));
+                    }
+                    status => panic!("send failed: {status:?}"),
+                }
+            }
+        }
+    }
+
+    pub struct Echo {
+        _server: Server,
+        client: Client,
+        echoes: u64,
+    }
+
+    impl Echo {
+        pub fn new(kind: Kind) -> Self {
+            let (handler, listener) = node::split::<()>();
+            let (_, addr) = handler.network().listen_with(listen_config(kind), LOCALHOST).unwrap();
+            let network = handler.clone();
+            let task = listener.for_each_async(move |event| {
+                if let NodeEvent::Network(NetEvent::Message(endpoint, data)) = event {
+                    network.network().send(endpoint, data);
+                }
+            });
+            let client = Client::connect(kind, addr);
+            Echo { _server: Server { handler, _task: task }, client, echoes: 0 }
+        }
+    }
+
+    impl Pinger for Echo {
+        fn round_trip(&mut self) {
+            self.client.send(&[0xFF]);
+            self.echoes += 1;
+            self.client.wait_for(self.echoes);
+        }
+    }
+
+    /// The sending side of a throughput case: a node on its own thread (it connects, and
+    /// flushes queued messages as the socket drains) sent to from the bench thread.
+    struct Sender {
+        handler: NodeHandler<()>,
+        endpoint: Endpoint,
+        /// The node's `Signal`s: the send queue has room again.
+        writable: mpsc::Receiver<()>,
+        _task: NodeTask,
+    }
+
+    impl Sender {
+        fn connect(kind: Kind, addr: SocketAddr) -> Self {
+            let (handler, listener) = node::split::<()>();
+            let (connected_tx, connected) = mpsc::channel();
+            let (writable_tx, writable) = mpsc::channel();
+            let task = listener.for_each_async(move |event| match event {
+                NodeEvent::Network(NetEvent::Connected(_, ok)) => {
+                    let _ = connected_tx.send(ok);
+                }
+                NodeEvent::Signal(()) => {
+                    let _ = writable_tx.send(());
+                }
+                NodeEvent::Network(_) => (),
+            });
+            let network = handler.network();
+            let (endpoint, _) = network.connect_with(connect_config(kind), kind.url(addr)).unwrap();
+            assert_eq!(connected.recv_timeout(STALL), Ok(true), "connect to {addr}");
+            Sender { handler, endpoint, writable, _task: task }
+        }
+
+        /// Sends one message; while the connection's queue is full, waits until the node
+        /// says it has room.
+        fn send(&self, data: &[u8]) {
+            loop {
+                match self.handler.network().send(self.endpoint, data) {
+                    SendStatus::Sent => return,
+                    SendStatus::QueueFull => {
+                        self.handler.signal_when_writable(self.endpoint, ());
+                        self.writable.recv_timeout(STALL).expect("queue never drained");
+                    }
+                    status => panic!("send failed: {status:?}"),
+                }
+            }
+        }
+    }
+
+    impl Drop for Sender {
+        fn drop(&mut self) {
+            self.handler.stop();
+        }
+    }
+
+    /// A connection whose receiver reports every `round_bytes` bytes it counts.
+    pub struct StreamSink {
+        sender: Sender,
+        _server: Server,
+        message: Vec<u8>,
+        messages: usize,
+        rounds: mpsc::Receiver<()>,
+    }
+
+    impl StreamSink {
+        pub fn new(kind: Kind, plan: Plan) -> Self {
+            let round_bytes = plan.round_bytes();
+            let (handler, listener) = node::split::<()>();
+            let (_, addr) = handler.network().listen_with(listen_config(kind), LOCALHOST).unwrap();
+            let (rounds_tx, rounds) = mpsc::channel();
+            let mut count = 0u64;
+            let task = listener.for_each_async(move |event| {
+                if let NodeEvent::Network(NetEvent::Message(_, data)) = event {
+                    count += data.len() as u64;
+                    if count >= round_bytes {
+                        count -= round_bytes;
+                        let _ = rounds_tx.send(());
+                    }
+                }
+            });
+            StreamSink {
+                sender: Sender::connect(kind, addr),
+                _server: Server { handler, _task: task },
+                message: payload(MESSAGE_SIZE),
+                messages: plan.round_messages,
+                rounds,
+            }
+        }
+    }
+
+    impl Blaster for StreamSink {
+        fn round(&mut self) {
+            for _ in 0..self.messages {
+                self.sender.send(&self.message);
+            }
+            self.rounds.recv_timeout(STALL).expect("the receiver stopped counting");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw: blocking tungstenite over std sockets, through rustls for `Wss`.
+// ---------------------------------------------------------------------------------------------
+
+mod raw {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection, StreamOwned};
+    use tungstenite::{Bytes, Message, WebSocket};
+
+    fn spawn<T: Send + 'static>(
+        name: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
+        std::thread::Builder::new().name(name.into()).spawn(f).unwrap()
+    }
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn client_config() -> Arc<ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(identity().cert_der.clone())).unwrap();
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    fn server_config() -> Arc<ServerConfig> {
+        let id = identity();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.key_der.clone()));
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(id.cert_der.clone())], key)
+            .unwrap();
+        Arc::new(config)
+    }
+
+    /// A blocking socket, plain or TLS.
+    pub enum Stream {
+        Plain(TcpStream),
+        Client(Box<StreamOwned<ClientConnection, TcpStream>>),
+        Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+    }
+
+    impl Stream {
+        fn tcp(&self) -> &TcpStream {
+            match self {
+                Stream::Plain(tcp) => tcp,
+                Stream::Client(tls) => tls.get_ref(),
+                Stream::Server(tls) => tls.get_ref(),
+            }
+        }
+    }
+
+    impl Read for Stream {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self {
+                Stream::Plain(s) => s.read(buf),
+                Stream::Client(s) => s.read(buf),
+                Stream::Server(s) => s.read(buf),
+            }
+        }
+    }
+
+    impl Write for Stream {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            match self {
+                Stream::Plain(s) => s.write(buf),
+                Stream::Client(s) => s.write(buf),
+                Stream::Server(s) => s.write(buf),
+            }
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            match self {
+                Stream::Plain(s) => s.flush(),
+                Stream::Client(s) => s.flush(),
+                Stream::Server(s) => s.flush(),
+            }
+        }
+    }
+
+    /// Connects a blocking tungstenite pair: (client, server). The TLS handshake runs inside
+    /// the WebSocket handshake, on the first read or write.
+    fn ws_pair(kind: Kind) -> (WebSocket<Stream>, WebSocket<Stream>) {
+        let listener = TcpListener::bind(LOCALHOST).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tls = (kind == Kind::Wss).then(server_config);
+        let server = spawn("raw-ws-accept", move || {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let stream = match tls {
+                Some(config) => {
+                    let connection = ServerConnection::new(config).unwrap();
+                    Stream::Server(Box::new(StreamOwned::new(connection, tcp)))
+                }
+                None => Stream::Plain(tcp),
+            };
+            tungstenite::accept(stream).unwrap()
+        });
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let stream = match kind {
+            Kind::Ws => Stream::Plain(tcp),
+            Kind::Wss => {
+                let name = ServerName::try_from(SERVER_NAME).unwrap();
+                let connection = ClientConnection::new(client_config(), name).unwrap();
+                Stream::Client(Box::new(StreamOwned::new(connection, tcp)))
+            }
+        };
+        let (client, _) = tungstenite::client(kind.url(addr), stream).unwrap();
+        (client, server.join().unwrap())
+    }
+
+    /// The client's end of an echo or sink connection; closing it ends the server thread.
+    struct Conn {
+        ws: WebSocket<Stream>,
+        server: Option<JoinHandle<()>>,
+    }
+
+    impl Drop for Conn {
+        fn drop(&mut self) {
+            let _ = self.ws.get_ref().tcp().shutdown(Shutdown::Both);
+            if let Some(server) = self.server.take() {
+                server.join().unwrap();
+            }
+        }
+    }
+
+    pub struct Echo(Conn);
+
+    impl Echo {
+        pub fn new(kind: Kind) -> Self {
+            let (ws, mut server) = ws_pair(kind);
+            let thread = spawn("raw-echo", move || {
+                while let Ok(message) = server.read() {
+                    if message.is_binary() && server.send(message).is_err() {
+                        break;
+                    }
+                }
+            });
+            Echo(Conn { ws, server: Some(thread) })
+        }
+    }
+
+    impl Pinger for Echo {
+        fn round_trip(&mut self) {
+            let ws = &mut self.0.ws;
+            ws.send(Message::Binary(Bytes::from_static(&[0xFF]))).unwrap();
+            while !ws.read().unwrap().is_binary() {}
+        }
+    }
+
+    pub struct Sink {
+        conn: Conn,
+        bytes: Bytes,
+        messages: usize,
+        /// One `()` per round the receiver counted.
+        rounds: mpsc::Receiver<()>,
+    }
+
+    impl Sink {
+        pub fn new(kind: Kind, plan: Plan) -> Self {
+            let round_bytes = plan.round_bytes();
+            let (rounds_tx, rounds) = mpsc::channel();
+            let (ws, mut server) = ws_pair(kind);
+            let thread = spawn("raw-sink", move || {
+                let mut count = 0;
+                while let Ok(message) = server.read() {
+                    count += message.len() as u64;
+                    if count >= round_bytes {
+                        count -= round_bytes;
+                        let _ = rounds_tx.send(());
+                    }
+                }
+            });
+            Sink {
+                conn: Conn { ws, server: Some(thread) },
+                bytes: Bytes::from(payload(MESSAGE_SIZE)),
+                messages: plan.round_messages,
+                rounds,
+            }
+        }
+    }
+
+    impl Blaster for Sink {
+        fn round(&mut self) {
+            for _ in 0..self.messages {
+                self.conn.ws.send(Message::Binary(self.bytes.clone())).unwrap();
+            }
+            self.rounds.recv_timeout(STALL).expect("the receiver stopped counting");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases.
+// ---------------------------------------------------------------------------------------------
+
+/// Runs one member of a group on a connection made once, on first use (not at all when a
+/// filter skips it), and closed before the next member starts.
+fn member<T: ?Sized>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    make: impl Fn() -> Box<T>,
+    measure: impl Fn(&mut T, u64) -> Duration,
+) {
+    let mut subject: Option<Box<T>> = None;
+    group.bench_function(name, |b| {
+        let subject = subject.get_or_insert_with(&make);
+        b.iter_custom(|iters| measure(subject, iters));
+    });
+}
+
+fn latency(c: &mut Criterion) {
+    let plan = Plan::from_env();
+    for kind in Kind::ALL {
+        let mut group = c.benchmark_group(format!("latency/{}", kind.name()));
+        plan.configure(&mut group, false);
+        let measure = |pinger: &mut (dyn Pinger + 'static), iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                pinger.round_trip();
+            }
+            start.elapsed()
+        };
+        let raw = || -> Box<dyn Pinger> { Box::new(raw::Echo::new(kind)) };
+        member(&mut group, "raw", raw, measure);
+        let portnet = || -> Box<dyn Pinger> { Box::new(with_portnet::Echo::new(kind)) };
+        member(&mut group, "portnet", portnet, measure);
+        group.finish();
+    }
+}
+
+fn throughput(c: &mut Criterion) {
+    let plan = Plan::from_env();
+    for kind in Kind::ALL {
+        let mut group = c.benchmark_group(format!("throughput/{}", kind.name()));
+        plan.configure(&mut group, true);
+        group.throughput(Throughput::Bytes(plan.round_bytes()));
+        let measure = |blaster: &mut (dyn Blaster + 'static), iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                blaster.round();
+            }
+            start.elapsed()
+        };
+        let raw = || -> Box<dyn Blaster> { Box::new(raw::Sink::new(kind, plan)) };
+        member(&mut group, "raw", raw, measure);
+        let portnet =
+            || -> Box<dyn Blaster> { Box::new(with_portnet::StreamSink::new(kind, plan)) };
+        member(&mut group, "portnet", portnet, measure);
+        group.finish();
+    }
+}
+
+criterion::criterion_group!(benches, latency, throughput);
+criterion::criterion_main!(benches);
