@@ -22,6 +22,8 @@ pub use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 use crate::backend;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Creates a network on this target's backend: the controller to act, the processor to
@@ -32,7 +34,7 @@ use std::time::Duration;
 pub fn split() -> (NetworkController, NetworkProcessor) {
     let (controller, processor) =
         backend::split().unwrap_or_else(|e| panic!("portnet: cannot create the network poll: {e}"));
-    (NetworkController { backend: controller }, NetworkProcessor { backend: processor })
+    (NetworkController::new(controller), NetworkProcessor { backend: processor })
 }
 
 /// A network on the given driver (the simulator makes its nodes' networks this way).
@@ -41,16 +43,71 @@ pub(crate) fn split_on(
     controller: backend::Controller,
     processor: backend::Processor,
 ) -> (NetworkController, NetworkProcessor) {
-    (NetworkController { backend: controller }, NetworkProcessor { backend: processor })
+    (NetworkController::new(controller), NetworkProcessor { backend: processor })
 }
 
 /// Connects, listens, sends and removes. Cheap to clone; usable from any thread.
 #[derive(Clone)]
 pub struct NetworkController {
     backend: backend::Controller,
+    /// The details of the event `NodeListener::try_next` handed out last, which its turn
+    /// gathered earlier: `message_kind` and `ws_close` answer from here for its endpoint.
+    handed_out: Arc<HandedOut>,
+}
+
+/// See [`NetworkController::handed_out`].
+#[derive(Default)]
+struct HandedOut {
+    set: AtomicBool,
+    event: Mutex<Option<(Endpoint, EventDetail)>>,
+}
+
+/// What `message_kind` and `ws_close` say about an event, kept with it when it is stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct EventDetail {
+    kind: MessageKind,
+    close: Option<WsClose>,
 }
 
 impl NetworkController {
+    fn new(backend: backend::Controller) -> Self {
+        NetworkController { backend, handed_out: Arc::default() }
+    }
+
+    /// The details of `event`, asked while it is being delivered; `None` if there are none
+    /// beyond the defaults (a binary message, no close frame).
+    pub(crate) fn detail(&self, event: &NetEvent<'_>) -> Option<EventDetail> {
+        let detail = match *event {
+            NetEvent::Message(endpoint, _) if endpoint.transport() == Transport::Ws => {
+                EventDetail { kind: self.backend.message_kind(endpoint), close: None }
+            }
+            NetEvent::Disconnected(endpoint) if endpoint.transport() == Transport::Ws => {
+                EventDetail { kind: MessageKind::Binary, close: self.backend.ws_close(endpoint) }
+            }
+            _ => return None,
+        };
+        (detail != EventDetail::default()).then_some(detail)
+    }
+
+    /// Makes `message_kind`/`ws_close` describe this stored event of `endpoint` (or forget
+    /// the last one, with `None`).
+    pub(crate) fn hand_out(&self, endpoint: Option<Endpoint>, detail: Option<EventDetail>) {
+        let handed_out = &self.handed_out;
+        if endpoint.is_none() && !handed_out.set.load(Ordering::Acquire) {
+            return; // the common case: nothing was handed out
+        }
+        let mut event = handed_out.event.lock().unwrap_or_else(|e| e.into_inner());
+        *event = endpoint.map(|e| (e, detail.unwrap_or_default()));
+        handed_out.set.store(event.is_some(), Ordering::Release);
+    }
+
+    fn handed_out(&self, endpoint: Endpoint) -> Option<EventDetail> {
+        if !self.handed_out.set.load(Ordering::Acquire) {
+            return None;
+        }
+        let event = self.handed_out.event.lock().unwrap_or_else(|e| e.into_inner());
+        event.as_ref().filter(|(e, _)| *e == endpoint).map(|(_, detail)| detail.clone())
+    }
     /// Starts connecting to `addr`. Returns at once with the endpoint and the local address;
     /// `NetEvent::Connected(endpoint, ok)` reports the outcome later (`false` on refusal, on
     /// timeout, or when a `Ws` handshake fails). Until then `send` answers
@@ -153,8 +210,10 @@ impl NetworkController {
     }
 
     /// Whether the message being delivered for `endpoint` came as a text or a binary frame.
-    /// Ask while handling its `NetEvent::Message` (the answer follows the connection's latest
-    /// message); messages of other transports are [`MessageKind::Binary`].
+    /// Ask while handling its `NetEvent::Message` (in a `for_each`/`poll_events` callback, or
+    /// right after `try_next` returned it); messages of other transports are
+    /// [`MessageKind::Binary`]. Events read from `enqueue`'s receiver carry no kind: the
+    /// answer then follows the connection's latest message.
     ///
     /// ```no_run
     /// use portnet::network::{MessageKind, NetEvent, Transport};
@@ -174,7 +233,10 @@ impl NetworkController {
     /// });
     /// ```
     pub fn message_kind(&self, endpoint: Endpoint) -> MessageKind {
-        self.backend.message_kind(endpoint)
+        match self.handed_out(endpoint) {
+            Some(detail) => detail.kind,
+            None => self.backend.message_kind(endpoint),
+        }
     }
 
     /// The handshake of an open `Ws` connection: the request's path and headers (server
@@ -185,10 +247,13 @@ impl NetworkController {
     }
 
     /// The code and reason of the Close frame a `Ws` peer sent, while its
-    /// `NetEvent::Disconnected` is being handled; `None` otherwise (no Close frame, another
-    /// transport, or outside that callback).
+    /// `NetEvent::Disconnected` is being handled (in the callback, or right after `try_next`
+    /// returned it); `None` otherwise (no Close frame, another transport, or later).
     pub fn ws_close(&self, endpoint: Endpoint) -> Option<WsClose> {
-        self.backend.ws_close(endpoint)
+        match self.handed_out(endpoint) {
+            Some(detail) => detail.close,
+            None => self.backend.ws_close(endpoint),
+        }
     }
 
     /// Closes a connection or listener. Messages already queued for the connection are still
@@ -239,7 +304,8 @@ pub struct NetworkProcessor {
 
 impl NetworkProcessor {
     /// Waits up to `timeout` (forever with `None`) for activity, then reports every event it
-    /// found. May return with no event (a wake-up or the timeout).
+    /// found. May return with no event (a wake-up or the timeout). In the browser it never
+    /// waits: it reports the events ready now.
     pub fn process_poll_event(
         &mut self,
         timeout: Option<Duration>,
@@ -249,12 +315,15 @@ impl NetworkProcessor {
     }
 
     /// Reports events until `timeout` passes with none (wake-ups and handshake steps do not
-    /// end the wait early).
+    /// end the wait early). In the browser it cannot wait: it reports the events ready now.
     pub fn process_poll_events_until_timeout(
         &mut self,
         timeout: Duration,
         mut event_callback: impl FnMut(NetEvent<'_>),
     ) {
+        if cfg!(all(target_family = "wasm", target_os = "unknown")) {
+            return self.backend.process_poll_event(None, &mut event_callback);
+        }
         let clock = crate::core::clock::Clock::system();
         let mut quiet_until = clock.now().after(timeout);
         loop {

@@ -12,7 +12,7 @@
 pub use crate::network::StoredNetEvent;
 
 use crate::events::{self, EventReceiver, EventSender};
-use crate::network::{self, Endpoint, NetEvent, NetworkController, NetworkProcessor};
+use crate::network::{self, Endpoint, EventDetail, NetEvent, NetworkController, NetworkProcessor};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -216,7 +216,7 @@ pub struct NodeListener<S> {
     signals: EventReceiver<S>,
     handler: NodeHandler<S>,
     /// Events gathered by `try_next` and not handed out yet.
-    pending: VecDeque<StoredNodeEvent<S>>,
+    pending: VecDeque<(StoredNodeEvent<S>, Option<EventDetail>)>,
 }
 
 impl<S> NodeListener<S> {
@@ -229,6 +229,8 @@ impl<S> NodeListener<S> {
         callback: &mut dyn FnMut(NodeEvent<'_, S>),
     ) -> usize {
         let handler = &self.handler;
+        // Events of this turn are described live, not by what `try_next` handed out last.
+        handler.network().hand_out(None, None);
         let mut delivered = 0;
         // Only the signals ready now: a callback that keeps signalling cannot starve the network.
         for _ in 0..self.signals.ready_len() {
@@ -268,14 +270,44 @@ impl<S> NodeListener<S> {
     ///
     /// Events that happened before the call (connections accepted, data arrived) are delivered
     /// then; nothing is lost by calling it late.
+    ///
+    /// In the browser (`wasm32-unknown-unknown`) nothing may block, so there `for_each` takes a
+    /// `'static` callback, installs it on the JS event loop and returns at once; events are
+    /// delivered from the event loop until `stop()` (see `docs/browser.md`). This is the one
+    /// difference between the targets, and the compiler points it out.
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
     pub fn for_each(mut self, mut event_callback: impl FnMut(NodeEvent<'_, S>)) {
         while self.handler.is_running() {
             self.turn(None, &mut event_callback);
         }
     }
 
+    /// Installs `event_callback` on the JS event loop and returns at once: a browser cannot
+    /// block. Events are delivered from the event loop, in the same order as natively, until
+    /// [`NodeHandler::stop`], which also closes the node's sockets, clears its timers and drops
+    /// the callback.
+    ///
+    /// Natively `for_each` blocks instead, and its callback may borrow locals.
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    pub fn for_each(mut self, mut event_callback: impl FnMut(NodeEvent<'_, S>) + 'static)
+    where
+        S: 'static,
+    {
+        let network = self.handler.network().clone();
+        network.install_loop(Box::new(move || {
+            if self.handler.is_running() {
+                self.turn(Some(Duration::ZERO), &mut event_callback);
+            }
+            if !self.handler.is_running() {
+                return None;
+            }
+            Some(self.signals.time_to_next())
+        }));
+    }
+
     /// Delivers events for at most `timeout` and returns how many it delivered: a
-    /// non-blocking pump for game loops with `Duration::ZERO`.
+    /// non-blocking pump for game loops with `Duration::ZERO`. In the browser it never waits,
+    /// whatever the timeout (call it from `requestAnimationFrame`, say).
     pub fn poll_events(
         &mut self,
         timeout: Duration,
@@ -300,30 +332,42 @@ impl<S> NodeListener<S> {
     pub fn try_next(&mut self) -> Option<StoredNodeEvent<S>> {
         if self.pending.is_empty() && self.handler.is_running() {
             let mut pending = std::mem::take(&mut self.pending);
-            self.turn(Some(Duration::ZERO), &mut |event| pending.push_back(event.into()));
+            let network = self.handler.network().clone();
+            self.turn(Some(Duration::ZERO), &mut |event| {
+                // What `message_kind`/`ws_close` say now, for when the event is handed out.
+                let detail = match &event {
+                    NodeEvent::Network(event) => network.detail(event),
+                    NodeEvent::Signal(_) => None,
+                };
+                pending.push_back((event.into(), detail));
+            });
             self.pending = pending;
         }
         self.pop_pending()
     }
 
     /// The next gathered event, skipping those of resources removed since they were gathered.
+    /// Also makes `message_kind`/`ws_close` describe the event handed out.
     fn pop_pending(&mut self) -> Option<StoredNodeEvent<S>> {
-        while let Some(event) = self.pending.pop_front() {
-            if let StoredNodeEvent::Network(net) = &event {
-                let endpoint = match net {
+        while let Some((event, detail)) = self.pending.pop_front() {
+            let network = self.handler.network();
+            let endpoint = match &event {
+                StoredNodeEvent::Network(
                     StoredNetEvent::Connected(e, _)
                     | StoredNetEvent::Accepted(e, _)
                     | StoredNetEvent::Message(e, _)
-                    | StoredNetEvent::Disconnected(e) => e,
-                };
-                if self.handler.network().was_removed(endpoint.resource_id()) {
-                    continue;
-                }
+                    | StoredNetEvent::Disconnected(e),
+                ) => Some(*e),
+                StoredNodeEvent::Signal(_) => None,
+            };
+            if endpoint.is_some_and(|e| network.was_removed(e.resource_id())) {
+                continue;
             }
             if !self.handler.is_running() {
                 self.pending.clear();
                 return None;
             }
+            network.hand_out(endpoint, detail);
             return Some(event);
         }
         None
@@ -336,10 +380,18 @@ impl<S: Send + 'static> NodeListener<S> {
     ///
     /// In a simulated world only the node's own thread may run its loop, so there the loop
     /// runs when the task is waited for (or dropped), on that thread, in virtual time.
+    ///
+    /// In the browser there are no threads: the callback is installed on the JS event loop as
+    /// by [`for_each`](Self::for_each), and the task's `wait` returns at once.
     pub fn for_each_async(
         self,
         event_callback: impl FnMut(NodeEvent<'_, S>) + Send + 'static,
     ) -> NodeTask {
+        #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+        if !self.handler.network().is_simulated() {
+            self.for_each(event_callback);
+            return NodeTask { run: None };
+        }
         if self.handler.network().is_simulated() {
             return NodeTask {
                 run: Some(Run::Deferred(Box::new(move || self.for_each(event_callback)))),
@@ -353,6 +405,9 @@ impl<S: Send + 'static> NodeListener<S> {
     }
 
     /// Runs the node on a new thread that puts every event, owned, into the returned queue.
+    ///
+    /// In the browser the node runs on the JS event loop instead, and the queue cannot wait:
+    /// read it with [`EventReceiver::try_receive`].
     ///
     /// In a simulated world the queue runs the node's loop itself when asked for an event, on
     /// the asking thread, in virtual time.
@@ -392,7 +447,7 @@ enum Run {
 
 impl NodeTask {
     /// Blocks until the node stops. Returns at once if it already has. A panic in the event
-    /// callback is passed on here.
+    /// callback is passed on here. In the browser it returns at once: nothing may block there.
     pub fn wait(&mut self) {
         match self.run.take() {
             Some(Run::Thread(thread)) => {

@@ -95,7 +95,7 @@ impl Controller {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Self::Sim(d) => d.send(endpoint, text.as_bytes()),
             #[cfg(all(target_family = "wasm", target_os = "unknown"))]
-            Self::Browser(d) => d.send(endpoint, text.as_bytes()),
+            Self::Browser(d) => d.send_text(endpoint, text),
         }
     }
 
@@ -103,7 +103,10 @@ impl Controller {
         match self {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Self::Native(d) => d.message_kind(endpoint),
-            _ => MessageKind::Binary,
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Sim(_) => MessageKind::Binary,
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Self::Browser(d) => d.message_kind(endpoint),
         }
     }
 
@@ -111,7 +114,10 @@ impl Controller {
         match self {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Self::Native(d) => d.ws_handshake(endpoint),
-            _ => None,
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Sim(_) => None,
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Self::Browser(d) => d.ws_handshake(endpoint),
         }
     }
 
@@ -119,7 +125,10 @@ impl Controller {
         match self {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Self::Native(d) => d.ws_close(endpoint),
-            _ => None,
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Sim(_) => None,
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Self::Browser(d) => d.ws_close(endpoint),
         }
     }
 

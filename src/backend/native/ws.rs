@@ -45,6 +45,23 @@ impl WsStream {
         }
     }
 
+    /// Ends a TLS session with close_notify (best effort: the socket is closed next).
+    fn close_notify(&mut self) {
+        match self {
+            Self::Plain(_) => (),
+            #[cfg(feature = "tls")]
+            Self::TlsClient(s) => {
+                s.conn.send_close_notify();
+                let _ = s.conn.write_tls(&mut s.sock);
+            }
+            #[cfg(feature = "tls")]
+            Self::TlsServer(s) => {
+                s.conn.send_close_notify();
+                let _ = s.conn.write_tls(&mut s.sock);
+            }
+        }
+    }
+
     fn tcp_mut(&mut self) -> &mut TcpStream {
         match self {
             Self::Plain(s) => s,
@@ -73,9 +90,9 @@ impl Write for WsStream {
         match self {
             Self::Plain(s) => s.write(buf),
             #[cfg(feature = "tls")]
-            Self::TlsClient(s) => s.write(buf),
+            Self::TlsClient(s) => tls_write(s.write(buf), buf),
             #[cfg(feature = "tls")]
-            Self::TlsServer(s) => s.write(buf),
+            Self::TlsServer(s) => tls_write(s.write(buf), buf),
         }
     }
 
@@ -87,6 +104,16 @@ impl Write for WsStream {
             #[cfg(feature = "tls")]
             Self::TlsServer(s) => s.flush(),
         }
+    }
+}
+
+/// rustls answers Ok(0) when its TLS buffer is full and the socket would block; tungstenite
+/// takes Ok(0) for a reset connection.
+#[cfg(feature = "tls")]
+fn tls_write(result: io::Result<usize>, buf: &[u8]) -> io::Result<usize> {
+    match result {
+        Ok(0) if !buf.is_empty() => Err(io::ErrorKind::WouldBlock.into()),
+        other => other,
     }
 }
 
@@ -604,7 +631,8 @@ impl Connection {
     /// Closes the socket now.
     pub fn shutdown(&self) {
         let mut phase = lock(&self.phase);
-        if let Phase::Open(ws) = &*phase {
+        if let Phase::Open(ws) = &mut *phase {
+            ws.get_mut().close_notify();
             let _ = ws.get_ref().tcp().shutdown(Shutdown::Both);
         }
         *phase = Phase::Done;
@@ -621,6 +649,7 @@ impl Connection {
             if !self.flush(ws) && self.has_queued() {
                 return true;
             }
+            ws.get_mut().close_notify();
             let _ = ws.get_ref().tcp().shutdown(Shutdown::Both);
         }
         *phase = Phase::Done;
@@ -694,6 +723,13 @@ impl Peer {
 }
 
 fn target(addr: RemoteAddr, path: &str) -> io::Result<Target> {
+    let slashed;
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        slashed = format!("/{path}");
+        &slashed
+    };
     let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
     match addr {
         RemoteAddr::Socket(peer) => {
@@ -744,12 +780,18 @@ fn request(url: &str, config: &WsConnectConfig) -> io::Result<Request> {
     };
     let mut request = url.into_client_request().map_err(|e| invalid(&e))?;
     let headers = request.headers_mut();
+    let mut seen = std::collections::HashSet::new();
     for (name, value) in &config.headers {
         let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes())
             .map_err(|e| invalid(&format!("header {name:?}: {e}")))?;
         let value = HeaderValue::from_str(value)
             .map_err(|e| invalid(&format!("header {name}: value {value:?}: {e}")))?;
-        headers.append(name, value);
+        // The first value of a name replaces the default one (Host); later ones add.
+        if seen.insert(name.clone()) {
+            headers.insert(name, value);
+        } else {
+            headers.append(name, value);
+        }
     }
     if !config.ws.subprotocols.is_empty() {
         let offer = config.ws.subprotocols.join(", ");
