@@ -727,3 +727,35 @@ fn message_kind_and_close_code_through_try_next() {
         ]
     );
 }
+
+/// A listener holds at most `with_max_pending_handshakes` connections in their handshake, and
+/// closes each that does not finish within `with_handshake_timeout`: silent clients cannot
+/// lock out good ones for long.
+#[test]
+fn pending_handshakes_are_capped_and_time_out() {
+    use std::io::Read;
+    capture_logs();
+    let config = WsListenConfig::default()
+        .with_max_pending_handshakes(2)
+        .with_handshake_timeout(Duration::from_millis(300));
+    let (server, addr) = Node::server(config);
+    // Two silent clients take both places.
+    let mut silent: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // The third is closed at once, never reported. (Accepts happen in order: once it is
+    // closed, the two before it hold their places.)
+    let mut third = TcpStream::connect(addr).unwrap();
+    third.set_read_timeout(Some(WAIT)).unwrap();
+    let mut byte = [0; 1];
+    let outcome = third.read(&mut byte);
+    assert!(matches!(outcome, Ok(0) | Err(_)), "the third was not closed: {outcome:?}");
+    // Logged before the socket closed.
+    assert!(!logged(&["handshakes already pending"]).is_empty(), "the reason is logged");
+    // The silent ones are closed after the timeout, which frees their places.
+    for stream in &mut silent {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let outcome = stream.read(&mut byte);
+        assert!(matches!(outcome, Ok(0) | Err(_)), "a silent client stayed: {outcome:?}");
+    }
+    still_serves(&server, WsConnectConfig::default(), &ws(addr, "/"));
+    server.quiet();
+}

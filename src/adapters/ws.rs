@@ -118,11 +118,17 @@ pub struct WsConnectConfig {
     pub(crate) tls: TlsConnectOptions,
 }
 
+/// How many accepted `Ws` connections may be in their handshake at once, per listener, by
+/// default: more are closed as they arrive, so slow or silent clients cannot use up the
+/// process's file descriptors.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 1024;
+
 /// Options for `listen_with(TransportListen::WsWith(..))`, applied to accepted connections.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct WsListenConfig {
     pub(crate) options: StreamOptions,
     pub(crate) ws: WsOptions,
+    pub(crate) max_pending_handshakes: usize,
     #[cfg_attr(not(feature = "tls"), allow(dead_code))] // set only by `with_tls`
     pub(crate) tls: Option<TlsIdentity>,
 }
@@ -197,7 +203,34 @@ impl WsConnectConfig {
     }
 }
 
+impl Default for WsListenConfig {
+    fn default() -> Self {
+        Self {
+            options: StreamOptions::default(),
+            ws: WsOptions::default(),
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            tls: None,
+        }
+    }
+}
+
 impl WsListenConfig {
+    /// How long an accepted connection may take to finish its (TLS and) WebSocket handshake
+    /// before it is closed (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::adapters::DEFAULT_CONNECT_TIMEOUT)).
+    pub fn with_handshake_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.options.connect_timeout = timeout;
+        self
+    }
+
+    /// How many accepted connections may be in their handshake at once (default
+    /// [`DEFAULT_MAX_PENDING_HANDSHAKES`]); connections beyond are closed at once, with a
+    /// logged reason.
+    pub fn with_max_pending_handshakes(mut self, count: usize) -> Self {
+        self.max_pending_handshakes = count;
+        self
+    }
+
     /// Subprotocols this server speaks. Of those a client offers, it picks the client's first
     /// that is in this list. With none in common the server answers with no subprotocol, and
     /// a client that insisted on one (portnet, browsers) fails its handshake.

@@ -86,6 +86,8 @@ fn ws_accept(transport: Transport, config: WsListenConfig) -> io::Result<AcceptC
     let accept = ws::Accept {
         options: config.ws,
         send_queue_limit: config.options.send_queue_limit,
+        max_pending: config.max_pending_handshakes,
+        pending: Default::default(),
         #[cfg(feature = "tls")]
         tls,
     };

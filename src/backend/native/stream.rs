@@ -31,6 +31,9 @@ pub(crate) struct Connection {
     framing: Framing,
     out: Mutex<Outbox>,
     pub on_drained: Waiters,
+    /// Why a write failed, if one did: reading may then just see the end of the stream (the
+    /// failed write took the socket's error), and this is the real reason.
+    write_error: Mutex<Option<String>>,
 }
 
 impl Connection {
@@ -52,6 +55,7 @@ impl Connection {
             framing,
             out: Mutex::new(Outbox::new(send_queue_limit)),
             on_drained: Waiters::default(),
+            write_error: Mutex::new(None),
         }
     }
 
@@ -90,8 +94,9 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    // The reading side reports the disconnection.
+                    // The reading side reports the disconnection, with this reason.
                     log::debug!("{}: write failed: {e}", self.endpoint);
+                    *lock(&self.write_error) = Some(format!("write failed: {e}"));
                     return SendStatus::ResourceNotFound;
                 }
             }
@@ -119,7 +124,12 @@ impl Connection {
                 Ok(0) => break,
                 Ok(n) => out.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // The reading side reports the disconnection, with this reason.
+                    *lock(&self.write_error) = Some(format!("write failed: {e}"));
+                    break;
+                }
             }
         }
         let empty = out.is_empty();
@@ -187,7 +197,11 @@ impl Connection {
                 return;
             }
             match (&self.stream).read(input) {
-                Ok(0) => return self.disconnect(shared, callback, "closed by the peer"),
+                Ok(0) => {
+                    let reason = lock(&self.write_error).take();
+                    let reason = reason.as_deref().unwrap_or("closed by the peer");
+                    return self.disconnect(shared, callback, reason);
+                }
                 Ok(n) => {
                     let emptied = short_read_ends && n < input.len();
                     let data = &input[..n];
@@ -296,7 +310,17 @@ impl Listener {
         let resource = match transport {
             Transport::Ws => {
                 let Some(accept) = &self.accept.ws else { return };
-                match super::ws::Connection::accepting(endpoint, self.id, stream, accept) {
+                let Some(pending) = accept.admit() else {
+                    // Logged before the socket closes (when `stream` drops, on return).
+                    let max = accept.max_pending;
+                    log::warn!(
+                        "listener {}: dropping connection from {addr}: {max} handshakes already \
+                         pending (WsListenConfig::with_max_pending_handshakes)",
+                        self.id
+                    );
+                    return;
+                };
+                match super::ws::Connection::accepting(endpoint, self.id, stream, accept, pending) {
                     Ok(connection) => Resource::Ws(Box::new(connection)),
                     Err(e) => {
                         log::warn!("listener {}: dropping connection from {addr}: {e}", self.id);

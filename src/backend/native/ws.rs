@@ -135,11 +135,30 @@ fn ws_config(options: &WsOptions, send_queue_limit: usize) -> WebSocketConfig {
 pub(crate) struct Accept {
     pub options: WsOptions,
     pub send_queue_limit: usize,
+    /// Connections of this listener in their handshake now, and how many may be.
+    pub pending: AtomicUsize,
+    pub max_pending: usize,
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+/// A connection's place among its listener's pending handshakes, given back when dropped.
+pub(crate) struct PendingHandshake(Arc<Accept>);
+
+impl Drop for PendingHandshake {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Accept {
+    /// Takes a place for a new connection's handshake, if one is free.
+    pub fn admit(self: &Arc<Self>) -> Option<PendingHandshake> {
+        let taken = self.pending.fetch_add(1, Ordering::AcqRel);
+        let admitted = PendingHandshake(self.clone());
+        (taken < self.max_pending).then_some(admitted)
+    }
+
     /// The stream of an accepted socket: TLS when the listener serves `wss://`.
     fn stream(&self, stream: TcpStream) -> io::Result<WsStream> {
         #[cfg(feature = "tls")]
@@ -264,6 +283,8 @@ pub(crate) struct Connection {
     handshake: Arc<Mutex<Option<WsHandshake>>>,
     /// The peer's Close frame, if it sent one.
     close: Mutex<Option<WsClose>>,
+    /// Server side, until the handshake ends: its place among the listener's pending ones.
+    pending: Mutex<Option<PendingHandshake>>,
     /// The outcome of the host name lookup, for the event thread to pick up.
     resolved: Mutex<Option<io::Result<SocketAddr>>>,
 }
@@ -291,6 +312,7 @@ impl Connection {
             text: AtomicBool::new(false),
             handshake: Arc::default(),
             close: Mutex::new(None),
+            pending: Mutex::new(None),
             resolved: Mutex::new(None),
         }
     }
@@ -301,11 +323,15 @@ impl Connection {
         listener: ResourceId,
         stream: TcpStream,
         accept: &Arc<Accept>,
+        pending: PendingHandshake,
     ) -> io::Result<Self> {
         let stream = accept.stream(stream)?;
         let phase = Phase::Accepting(stream, accept.clone());
         let (options, limit) = (&accept.options, accept.send_queue_limit);
-        Ok(Self::new(endpoint, Some(listener), State::connecting(), phase, options, limit))
+        let connection =
+            Self::new(endpoint, Some(listener), State::connecting(), phase, options, limit);
+        *lock(&connection.pending) = Some(pending);
+        Ok(connection)
     }
 
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
@@ -528,6 +554,7 @@ impl Connection {
         match result {
             Ok(ws) => {
                 cx.settle(self.endpoint.resource_id());
+                lock(&self.pending).take();
                 *phase = Phase::Open(ws);
                 drop(phase);
                 let listener = self.listener.unwrap_or(self.endpoint.resource_id());
@@ -554,6 +581,7 @@ impl Connection {
 
     /// Drops a server-side connection that never got accepted: nothing was reported for it.
     fn abandon(&self, shared: &Shared, reason: &str) {
+        lock(&self.pending).take();
         if self.state.close() {
             log::debug!("{reason}");
             shared.forget(self.endpoint.resource_id());
