@@ -25,7 +25,6 @@ use portnet::node::{self, NodeEvent, NodeHandler, NodeListener};
 use portnet::sim::{Link, World};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -408,13 +407,8 @@ impl Drop for ServerHost {
 /// Moves the calling thread into the network namespace `namespace` refers to: sockets it
 /// creates from then on live there (the rest of the process stays where it is).
 fn enter_namespace(namespace: &std::fs::File) {
-    const CLONE_NEWNET: i32 = 0x4000_0000;
-    unsafe extern "C" {
-        fn setns(fd: i32, nstype: i32) -> i32;
-    }
-    // SAFETY: setns only reads the descriptor, which `namespace` keeps open for the call.
-    let result = unsafe { setns(namespace.as_raw_fd(), CLONE_NEWNET) };
-    assert_eq!(result, 0, "setns: {}", std::io::Error::last_os_error());
+    nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET)
+        .unwrap_or_else(|e| panic!("setns: {e}"));
 }
 
 // ---------------------------------------------------------------------------------------------
