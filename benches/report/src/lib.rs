@@ -1,0 +1,886 @@
+//! The workloads of issue 6's measurement side, each written for raw blocking std sockets,
+//! for portnet and for message-io 0.19, on loopback (`127.0.0.1`, port 0):
+//!
+//! - [`one_way`]: messages of a given size sent one way from the caller's thread to a
+//!   receiver on its own thread. The receiver acknowledges through an in-process channel (no
+//!   acknowledgement crosses the network), and the sender keeps at most a window of messages
+//!   in flight. The criterion bench `small/<transport>` and the callgrind subject (`cpu`) run it.
+//! - [`fan_in`]: many raw std clients, each sending a burst to one server (a portnet or
+//!   message-io node, or a raw thread per connection). Criterion group `fanin/<transport>`.
+//! - [`scale_server`] / [`scale_client`]: the two processes of the connection-scale case.
+//!
+//! The raw and library versions share the flow control ([`Counter`], [`Flow`]), so every
+//! member of a comparison does the same work around the code under test.
+
+use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Anything that waits longer than this is a bug (a lost message, a dead peer).
+pub const STALL: Duration = Duration::from_secs(20);
+
+const LOCALHOST: &str = "127.0.0.1:0";
+
+/// The four transports, independent of which library names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Tcp,
+    FramedTcp,
+    Udp,
+    Ws,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Tcp, Kind::FramedTcp, Kind::Udp, Kind::Ws];
+    /// The connection-oriented transports (fan-in, connection scale).
+    pub const CONNECTED: [Kind; 3] = [Kind::Tcp, Kind::FramedTcp, Kind::Ws];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "Tcp",
+            Kind::FramedTcp => "FramedTcp",
+            Kind::Udp => "Udp",
+            Kind::Ws => "Ws",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name().eq_ignore_ascii_case(name))
+    }
+
+    /// (window, acknowledgement step), in messages. `Udp` has no flow control of its own: a
+    /// small window keeps the receiver's socket buffer (208 KiB by default, about 270 small
+    /// datagrams) from overflowing, so nothing is lost and nothing is counted twice.
+    fn flow(self) -> (u64, u64) {
+        match self {
+            Kind::Udp => (32, 16),
+            _ => (1024, 128),
+        }
+    }
+
+    /// The acknowledgement step of [`one_way`], in messages: runs are rounded up to it.
+    pub fn ack_step(self) -> u64 {
+        self.flow().1
+    }
+}
+
+/// The three members of every comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lib {
+    Raw,
+    Portnet,
+    MessageIo,
+}
+
+impl Lib {
+    pub const ALL: [Lib; 3] = [Lib::Raw, Lib::Portnet, Lib::MessageIo];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lib::Raw => "raw",
+            Lib::Portnet => "portnet",
+            Lib::MessageIo => "message-io",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Lib> {
+        Lib::ALL.into_iter().find(|lib| lib.name() == name)
+    }
+}
+
+/// Bytes `0, 1, 2, …` modulo 251: not all zeros, so nothing is special-cased.
+pub fn payload(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flow control shared by every member.
+// ---------------------------------------------------------------------------------------------
+
+/// The receiving side's count: payload bytes, turned into cumulative acknowledgements (in
+/// messages, a multiple of the step) sent through an in-process channel. Shared by the
+/// threads of a raw thread-per-connection server, hence atomic.
+pub struct Counter {
+    bytes: AtomicU64,
+    ack_bytes: u64,
+    ack_messages: u64,
+    acks: mpsc::Sender<u64>,
+}
+
+impl Counter {
+    fn new(message_size: usize, ack_messages: u64) -> (Arc<Counter>, mpsc::Receiver<u64>) {
+        let (acks, receiver) = mpsc::channel();
+        let ack_bytes = message_size as u64 * ack_messages;
+        let counter = Counter { bytes: AtomicU64::new(0), ack_bytes, ack_messages, acks };
+        (Arc::new(counter), receiver)
+    }
+
+    /// Counts `n` received payload bytes.
+    pub fn add(&self, n: usize) {
+        let n = n as u64;
+        let before = self.bytes.fetch_add(n, Ordering::Relaxed);
+        let steps = (before + n) / self.ack_bytes;
+        if steps > before / self.ack_bytes {
+            let _ = self.acks.send(steps * self.ack_messages);
+        }
+    }
+}
+
+/// The sending side's count: how many messages are in flight, and waiting for room.
+pub struct Flow {
+    sent: u64,
+    acked: u64,
+    window: u64,
+    acks: mpsc::Receiver<u64>,
+}
+
+impl Flow {
+    fn new(window: u64, acks: mpsc::Receiver<u64>) -> Flow {
+        Flow { sent: 0, acked: 0, window, acks }
+    }
+
+    /// Waits until one more message fits in the window, and counts it as sent.
+    fn one_more(&mut self) {
+        while self.sent - self.acked >= self.window {
+            self.wait();
+        }
+        self.sent += 1;
+    }
+
+    /// Counts `n` messages sent without looking at the window.
+    fn sent(&mut self, n: u64) {
+        self.sent += n;
+    }
+
+    /// Waits until everything sent has been acknowledged.
+    fn finish(&mut self) {
+        while self.acked < self.sent {
+            self.wait();
+        }
+    }
+
+    fn wait(&mut self) {
+        let ack = self.acks.recv_timeout(STALL).expect("the receiver stopped counting");
+        self.acked = self.acked.max(ack);
+        while let Ok(ack) = self.acks.try_recv() {
+            self.acked = self.acked.max(ack);
+        }
+    }
+}
+
+/// Messages sent one way.
+pub trait OneWay {
+    /// Sends `messages` (rounded up to [`Kind::ack_step`]) and returns once all are received.
+    fn run(&mut self, messages: u64);
+}
+
+/// One way, `size`-byte messages, `lib` at both ends.
+pub fn one_way(lib: Lib, kind: Kind, size: usize) -> Box<dyn OneWay> {
+    match lib {
+        Lib::Raw => Box::new(raw::OneWaySink::new(kind, size)),
+        Lib::Portnet => with_portnet::one_way(kind, size),
+        Lib::MessageIo => with_message_io::one_way(kind, size),
+    }
+}
+
+/// Raw clients bursting at one server.
+pub trait FanIn {
+    /// Every client sends its burst; returns once the server has received them all.
+    fn burst(&mut self);
+}
+
+/// `clients` raw std clients, each sending `burst` messages of `size` bytes per round, to one
+/// server made with `lib` (for raw: a thread per connection). Connected transports only.
+pub fn fan_in(lib: Lib, kind: Kind, clients: usize, burst: u64, size: usize) -> Box<dyn FanIn> {
+    assert!(kind != Kind::Udp, "fan-in is measured on connected transports");
+    let round = clients as u64 * burst;
+    let (counter, acks) = Counter::new(size, round);
+    let (server, addr): (Box<dyn Send>, SocketAddr) = match lib {
+        Lib::Raw => {
+            let (server, addr) = raw::ThreadPerConnection::start(kind, Handling::Count(counter));
+            (Box::new(server), addr)
+        }
+        Lib::Portnet => with_portnet::counting_server(kind, counter),
+        Lib::MessageIo => with_message_io::counting_server(kind, counter),
+    };
+    let clients = (0..clients).map(|_| raw::Client::connect(kind, addr)).collect();
+    Box::new(raw::Bursts {
+        clients,
+        message: payload(size),
+        burst,
+        flow: Flow::new(round, acks),
+        _server: server,
+    })
+}
+
+/// What a raw thread-per-connection server does with what it receives.
+#[derive(Clone)]
+enum Handling {
+    /// Counts payload bytes.
+    Count(Arc<Counter>),
+    /// Echoes each message and reports progress on stdout (the connection-scale server).
+    Echo(Arc<ScaleProgress>),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection scale: the server and the client are separate processes (each holds one end of
+// every connection, and the open-file limit of 20 000 does not fit both), spoken to over
+// stdin/stdout by the report.
+// ---------------------------------------------------------------------------------------------
+
+/// The server's progress lines: `accepted N` once `N` connections have been accepted,
+/// `disconnected N` once all of them are gone.
+pub struct ScaleProgress {
+    target: u64,
+    accepted: AtomicU64,
+    disconnected: AtomicU64,
+}
+
+impl ScaleProgress {
+    fn new(target: u64) -> Arc<ScaleProgress> {
+        Arc::new(ScaleProgress {
+            target,
+            accepted: AtomicU64::new(0),
+            disconnected: AtomicU64::new(0),
+        })
+    }
+
+    fn accepted(&self) {
+        if self.accepted.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
+            println!("accepted {}", self.target);
+        }
+    }
+
+    fn disconnected(&self) {
+        if self.disconnected.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
+            println!("disconnected {}", self.target);
+        }
+    }
+}
+
+/// The connection-scale server: echoes every message, prints `listening <addr>`, then
+/// `accepted N` and `disconnected N` as the client gets there; exits when stdin closes.
+pub fn scale_server(lib: Lib, kind: Kind, connections: u64) {
+    let progress = ScaleProgress::new(connections);
+    match lib {
+        Lib::Raw => {
+            let (server, addr) = raw::ThreadPerConnection::start(kind, Handling::Echo(progress));
+            println!("listening {addr}");
+            wait_for_stdin_eof();
+            drop(server);
+        }
+        Lib::Portnet => with_portnet::scale_server(kind, progress),
+        Lib::MessageIo => with_message_io::scale_server(kind, progress),
+    }
+}
+
+fn wait_for_stdin_eof() {
+    let mut sink = Vec::new();
+    let _ = io::stdin().lock().read_to_end(&mut sink);
+}
+
+/// The connection-scale client (raw std sockets, the same for every server): opens
+/// `connections` connections to `addr` one after the other (for `Ws`, each with its
+/// handshake) and prints `connected <seconds>`; on the stdin line `echo`, sends one
+/// `size`-byte message on each, reads every echo and prints `echoed <seconds>`; on `close`,
+/// closes them all and prints `closed <seconds>`. An error prints `error <what>` and exits.
+pub fn scale_client(kind: Kind, addr: SocketAddr, connections: u64, size: usize) {
+    let fail = |what: String| -> ! {
+        println!("error {what}");
+        std::process::exit(1)
+    };
+    let start = Instant::now();
+    let mut clients = Vec::with_capacity(connections as usize);
+    for i in 0..connections {
+        match raw::Client::try_connect(kind, addr) {
+            Ok(client) => clients.push(client),
+            Err(e) => fail(format!("connection {i} of {connections}: {e}")),
+        }
+    }
+    println!("connected {:.6}", start.elapsed().as_secs_f64());
+    let mut lines = io::stdin().lock().lines();
+    let message = payload(size);
+    let mut buf = vec![0; size];
+    while let Some(Ok(line)) = lines.next() {
+        match line.trim() {
+            "echo" => {
+                let start = Instant::now();
+                for (i, client) in clients.iter_mut().enumerate() {
+                    if let Err(e) = client.send(&message) {
+                        fail(format!("send on connection {i}: {e}"));
+                    }
+                }
+                for (i, client) in clients.iter_mut().enumerate() {
+                    if let Err(e) = client.receive_exact(&mut buf) {
+                        fail(format!("echo on connection {i}: {e}"));
+                    }
+                }
+                println!("echoed {:.6}", start.elapsed().as_secs_f64());
+            }
+            "close" => {
+                let start = Instant::now();
+                clients.clear();
+                println!("closed {:.6}", start.elapsed().as_secs_f64());
+                return;
+            }
+            other => fail(format!("unknown command {other:?}")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// portnet and message-io: the same code for both, since portnet keeps message-io's API.
+// ---------------------------------------------------------------------------------------------
+
+fn portnet_queue_full(status: &portnet::network::SendStatus) -> bool {
+    matches!(status, portnet::network::SendStatus::QueueFull)
+}
+
+/// message-io has no queue: its `send` spins until the socket takes everything.
+fn message_io_queue_full(_: &message_io::network::SendStatus) -> bool {
+    false
+}
+
+macro_rules! library {
+    ($module:ident, $krate:ident, $queue_full:path) => {
+        mod $module {
+            use super::*;
+            use $krate::network::{Endpoint, NetEvent, SendStatus, Transport};
+            use $krate::node::{self, NodeEvent, NodeHandler, NodeTask};
+
+            fn transport(kind: Kind) -> Transport {
+                match kind {
+                    Kind::Tcp => Transport::Tcp,
+                    Kind::FramedTcp => Transport::FramedTcp,
+                    Kind::Udp => Transport::Udp,
+                    Kind::Ws => Transport::Ws,
+                }
+            }
+
+            /// A node on its own thread; stopped and joined on drop.
+            pub struct Node {
+                handler: NodeHandler<()>,
+                _task: NodeTask,
+            }
+
+            impl Drop for Node {
+                fn drop(&mut self) {
+                    self.handler.stop();
+                }
+            }
+
+            /// A listening node that counts the payload bytes it receives.
+            pub fn counting_server(
+                kind: Kind,
+                counter: Arc<Counter>,
+            ) -> (Box<dyn Send>, SocketAddr) {
+                let (node, addr) = receiver(kind, counter);
+                (Box::new(node), addr)
+            }
+
+            fn receiver(kind: Kind, counter: Arc<Counter>) -> (Node, SocketAddr) {
+                let (handler, listener) = node::split::<()>();
+                let (_, addr) = handler.network().listen(transport(kind), LOCALHOST).unwrap();
+                let task = listener.for_each_async(move |event| {
+                    if let NodeEvent::Network(NetEvent::Message(_, data)) = event {
+                        counter.add(data.len());
+                    }
+                });
+                (Node { handler, _task: task }, addr)
+            }
+
+            /// The sending side: a node on its own thread (it connects, and flushes what
+            /// portnet queued) sent to from the caller's thread.
+            struct Sender {
+                node: Node,
+                endpoint: Endpoint,
+            }
+
+            impl Sender {
+                fn connect(kind: Kind, addr: SocketAddr) -> Self {
+                    let (handler, listener) = node::split::<()>();
+                    let (connected_tx, connected) = mpsc::channel();
+                    let task = listener.for_each_async(move |event| {
+                        if let NodeEvent::Network(NetEvent::Connected(_, ok)) = event {
+                            let _ = connected_tx.send(ok);
+                        }
+                    });
+                    let (endpoint, _) = handler.network().connect(transport(kind), addr).unwrap();
+                    assert_eq!(connected.recv_timeout(STALL), Ok(true), "connect to {addr}");
+                    Sender { node: Node { handler, _task: task }, endpoint }
+                }
+
+                fn send(&self, data: &[u8]) {
+                    let deadline = Instant::now() + STALL;
+                    loop {
+                        match self.node.handler.network().send(self.endpoint, data) {
+                            SendStatus::Sent => return,
+                            // Not reached with these windows (64 KiB at most in flight).
+                            status if $queue_full(&status) => {
+                                assert!(Instant::now() < deadline, "send queue never drained");
+                                std::thread::sleep(Duration::from_micros(50));
+                            }
+                            status => panic!("send failed: {status:?}"),
+                        }
+                    }
+                }
+            }
+
+            struct OneWaySink {
+                // Field order: the sender goes first, then the receiving node.
+                sender: Sender,
+                _receiver: Node,
+                message: Vec<u8>,
+                flow: Flow,
+                step: u64,
+            }
+
+            pub fn one_way(kind: Kind, size: usize) -> Box<dyn OneWay> {
+                let (window, step) = kind.flow();
+                let (counter, acks) = Counter::new(size, step);
+                let (receiver, addr) = receiver(kind, counter);
+                Box::new(OneWaySink {
+                    sender: Sender::connect(kind, addr),
+                    _receiver: receiver,
+                    message: payload(size),
+                    flow: Flow::new(window, acks),
+                    step,
+                })
+            }
+
+            impl OneWay for OneWaySink {
+                fn run(&mut self, messages: u64) {
+                    for _ in 0..messages.div_ceil(self.step) * self.step {
+                        self.flow.one_more();
+                        self.sender.send(&self.message);
+                    }
+                    self.flow.finish();
+                }
+            }
+
+            /// The connection-scale echo server, on this thread until stdin closes.
+            pub fn scale_server(kind: Kind, progress: Arc<ScaleProgress>) {
+                let (handler, listener) = node::split::<()>();
+                let (_, addr) = handler.network().listen(transport(kind), LOCALHOST).unwrap();
+                println!("listening {addr}");
+                let stopper = handler.clone();
+                std::thread::spawn(move || {
+                    wait_for_stdin_eof();
+                    stopper.stop();
+                });
+                listener.for_each(move |event| match event {
+                    NodeEvent::Network(NetEvent::Accepted(..)) => progress.accepted(),
+                    NodeEvent::Network(NetEvent::Message(endpoint, data)) => {
+                        handler.network().send(endpoint, data);
+                    }
+                    NodeEvent::Network(NetEvent::Disconnected(_)) => progress.disconnected(),
+                    _ => (),
+                });
+            }
+        }
+    };
+}
+
+library!(with_portnet, portnet, portnet_queue_full);
+library!(with_message_io, message_io, message_io_queue_full);
+
+// ---------------------------------------------------------------------------------------------
+// Raw blocking std sockets: what a careful std-only user writes.
+// ---------------------------------------------------------------------------------------------
+
+mod raw {
+    use super::*;
+    use tungstenite::protocol::WebSocketConfig;
+    use tungstenite::{Bytes, Message, WebSocket};
+
+    /// The stack of a raw server's thread per connection: std's 2 MiB default is address
+    /// space only, but 10 000 of them is 20 GiB of it; a careful user picks a small one.
+    const CONNECTION_STACK: usize = 128 * 1024;
+
+    /// tungstenite's read buffer for the raw `Ws` ends here: its default (128 KiB) is zeroed
+    /// before reads, so 10 000 connections would touch 1.25 GiB. portnet uses 16 KiB.
+    fn ws_config() -> WebSocketConfig {
+        WebSocketConfig::default().read_buffer_size(16 * 1024)
+    }
+
+    fn spawn<T: Send + 'static>(
+        name: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
+        std::thread::Builder::new().name(name.into()).spawn(f).unwrap()
+    }
+
+    /// Encodes `len` as an unsigned LEB128 prefix (FramedTcp's header).
+    fn leb128(mut len: usize, buf: &mut [u8; 10]) -> &[u8] {
+        let mut used = 0;
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                buf[used] = byte;
+                return &buf[..used + 1];
+            }
+            buf[used] = byte | 0x80;
+            used += 1;
+        }
+    }
+
+    /// Writes header and payload with as few system calls as the socket allows.
+    fn write_frame(stream: &mut TcpStream, data: &[u8]) -> io::Result<()> {
+        let mut buf = [0; 10];
+        let header = leb128(data.len(), &mut buf);
+        let total = header.len() + data.len();
+        let mut written = 0;
+        while written < total {
+            let n = if written < header.len() {
+                stream.write_vectored(&[IoSlice::new(&header[written..]), IoSlice::new(data)])?
+            } else {
+                stream.write(&data[written - header.len()..])?
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            written += n;
+        }
+        Ok(())
+    }
+
+    /// Reads one frame into `buf`, returning its length.
+    fn read_frame(reader: &mut BufReader<TcpStream>, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let mut len = 0usize;
+        for shift in (0..64).step_by(7) {
+            let mut byte = [0];
+            reader.read_exact(&mut byte)?;
+            len |= usize::from(byte[0] & 0x7f) << shift;
+            if byte[0] & 0x80 == 0 {
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                reader.read_exact(&mut buf[..len])?;
+                return Ok(len);
+            }
+        }
+        Err(io::ErrorKind::InvalidData.into())
+    }
+
+    /// One client connection (blocking).
+    pub enum Client {
+        Tcp(TcpStream),
+        Framed(TcpStream, BufReader<TcpStream>),
+        Udp(UdpSocket),
+        Ws(Box<WebSocket<TcpStream>>),
+    }
+
+    impl Client {
+        pub fn connect(kind: Kind, addr: SocketAddr) -> Client {
+            Client::try_connect(kind, addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+        }
+
+        pub fn try_connect(kind: Kind, addr: SocketAddr) -> io::Result<Client> {
+            if kind == Kind::Udp {
+                let socket = UdpSocket::bind(LOCALHOST)?;
+                socket.connect(addr)?;
+                return Ok(Client::Udp(socket));
+            }
+            let stream = TcpStream::connect(addr)?;
+            stream.set_nodelay(true)?;
+            Ok(match kind {
+                Kind::Tcp => Client::Tcp(stream),
+                Kind::FramedTcp => {
+                    let reader = BufReader::new(stream.try_clone()?);
+                    Client::Framed(stream, reader)
+                }
+                Kind::Ws => {
+                    // The path message-io's clients request (portnet's too).
+                    let url = format!("ws://{addr}/message-io-default");
+                    let (ws, _) = tungstenite::client::client_with_config(
+                        url,
+                        stream,
+                        Some(ws_config()),
+                    )
+                    .map_err(|e| io::Error::other(format!("Ws handshake: {e}")))?;
+                    Client::Ws(Box::new(ws))
+                }
+                Kind::Udp => unreachable!(),
+            })
+        }
+
+        pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
+            match self {
+                Client::Tcp(stream) => stream.write_all(data),
+                Client::Framed(stream, _) => write_frame(stream, data),
+                Client::Udp(socket) => socket.send(data).map(drop),
+                Client::Ws(ws) => {
+                    ws.send(Message::Binary(Bytes::copy_from_slice(data))).map_err(io::Error::other)
+                }
+            }
+        }
+
+        /// Sends an owned payload (no copy for `Ws`).
+        fn send_bytes(&mut self, data: &Bytes) -> io::Result<()> {
+            match self {
+                Client::Ws(ws) => ws.send(Message::Binary(data.clone())).map_err(io::Error::other),
+                other => other.send(data),
+            }
+        }
+
+        /// Receives `buf.len()` bytes: one message of that size (or, on `Tcp`, that many
+        /// bytes).
+        pub fn receive_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+            let n = match self {
+                Client::Tcp(stream) => return stream.read_exact(buf),
+                Client::Framed(_, reader) => {
+                    let mut frame = Vec::new();
+                    let n = read_frame(reader, &mut frame)?;
+                    let copied = n.min(buf.len());
+                    buf[..copied].copy_from_slice(&frame[..copied]);
+                    n
+                }
+                Client::Udp(socket) => socket.recv(buf)?,
+                Client::Ws(ws) => loop {
+                    match ws.read().map_err(io::Error::other)? {
+                        Message::Binary(data) => break data.len(),
+                        _ => continue,
+                    }
+                },
+            };
+            if n == buf.len() {
+                Ok(())
+            } else {
+                Err(io::Error::new(io::ErrorKind::InvalidData, format!("got {n} bytes")))
+            }
+        }
+
+        fn close(&mut self) {
+            match self {
+                Client::Tcp(stream) | Client::Framed(stream, _) => {
+                    let _ = stream.shutdown(Shutdown::Both);
+                }
+                Client::Ws(ws) => {
+                    let _ = ws.get_ref().shutdown(Shutdown::Both);
+                }
+                // Wakes a raw `Udp` receiver to see its stop flag.
+                Client::Udp(socket) => {
+                    let _ = socket.send(&[]);
+                }
+            }
+        }
+    }
+
+    /// One connection's server side, on its own thread: counts or echoes until the peer
+    /// closes.
+    fn serve(kind: Kind, stream: TcpStream, handling: Handling) {
+        let _ = stream.set_nodelay(true);
+        let message = |data: &[u8], out: &mut dyn FnMut(&[u8]) -> io::Result<()>| match &handling {
+            Handling::Count(counter) => {
+                counter.add(data.len());
+                Ok(())
+            }
+            Handling::Echo(_) => out(data),
+        };
+        match kind {
+            Kind::Tcp => {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = stream;
+                let mut buf = vec![0; 64 * 1024];
+                while let Ok(n @ 1..) = reader.read(&mut buf) {
+                    if message(&buf[..n], &mut |data| writer.write_all(data)).is_err() {
+                        break;
+                    }
+                }
+            }
+            Kind::FramedTcp => {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut buf = Vec::new();
+                while let Ok(n) = read_frame(&mut reader, &mut buf) {
+                    if message(&buf[..n], &mut |data| write_frame(&mut writer, data)).is_err() {
+                        break;
+                    }
+                }
+            }
+            Kind::Ws => {
+                let Ok(mut ws) = tungstenite::accept_with_config(stream, Some(ws_config())) else {
+                    return;
+                };
+                if let Handling::Echo(progress) = &handling {
+                    progress.accepted();
+                }
+                while let Ok(received) = ws.read() {
+                    if let Message::Binary(data) = received {
+                        let mut reply = None;
+                        let _ = message(&data, &mut |_| {
+                            reply = Some(data.clone());
+                            Ok(())
+                        });
+                        if let Some(data) = reply {
+                            if ws.send(Message::Binary(data)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Kind::Udp => unreachable!(),
+        }
+    }
+
+    /// A std-only server: an accept loop and a thread per connection.
+    pub struct ThreadPerConnection {
+        addr: SocketAddr,
+        stop: Arc<AtomicBool>,
+        accept: Option<JoinHandle<()>>,
+    }
+
+    impl ThreadPerConnection {
+        pub fn start(kind: Kind, handling: Handling) -> (ThreadPerConnection, SocketAddr) {
+            let listener = TcpListener::bind(LOCALHOST).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopped = stop.clone();
+            let accept = spawn("raw-accept", move || {
+                for stream in listener.incoming() {
+                    if stopped.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let handling = handling.clone();
+                    if let (Kind::Tcp | Kind::FramedTcp, Handling::Echo(progress)) =
+                        (kind, &handling)
+                    {
+                        progress.accepted();
+                    }
+                    std::thread::Builder::new()
+                        .name("raw-connection".into())
+                        .stack_size(CONNECTION_STACK)
+                        .spawn(move || {
+                            serve(kind, stream, handling.clone());
+                            if let Handling::Echo(progress) = &handling {
+                                progress.disconnected();
+                            }
+                        })
+                        .expect("spawn a connection thread");
+                }
+            });
+            (ThreadPerConnection { addr, stop, accept: Some(accept) }, addr)
+        }
+    }
+
+    impl Drop for ThreadPerConnection {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Release);
+            // Wakes the accept loop to see `stop`. The connection threads end as their
+            // peers close.
+            let _ = TcpStream::connect(self.addr);
+            if let Some(accept) = self.accept.take() {
+                let _ = accept.join();
+            }
+        }
+    }
+
+    /// The fan-in clients.
+    pub struct Bursts {
+        pub clients: Vec<Client>,
+        pub message: Vec<u8>,
+        pub burst: u64,
+        pub flow: Flow,
+        /// Dropped after the clients (fields drop in order), so the server sees them close.
+        pub _server: Box<dyn Send>,
+    }
+
+    impl FanIn for Bursts {
+        fn burst(&mut self) {
+            for client in &mut self.clients {
+                for _ in 0..self.burst {
+                    client.send(&self.message).expect("fan-in send");
+                }
+            }
+            self.flow.sent(self.clients.len() as u64 * self.burst);
+            self.flow.finish();
+        }
+    }
+
+    impl Drop for Bursts {
+        fn drop(&mut self) {
+            for client in &mut self.clients {
+                client.close();
+            }
+        }
+    }
+
+    /// One way, raw: a blocking sender on the caller's thread, a blocking receiver thread.
+    pub struct OneWaySink {
+        client: Client,
+        message: Bytes,
+        flow: Flow,
+        step: u64,
+        stop: Arc<AtomicBool>,
+        receiver: Option<JoinHandle<()>>,
+    }
+
+    impl OneWaySink {
+        pub fn new(kind: Kind, size: usize) -> OneWaySink {
+            let (window, step) = kind.flow();
+            let (counter, acks) = Counter::new(size, step);
+            let stop = Arc::new(AtomicBool::new(false));
+            let (client, receiver) = match kind {
+                Kind::Udp => {
+                    let server = UdpSocket::bind(LOCALHOST).unwrap();
+                    let client = Client::connect(kind, server.local_addr().unwrap());
+                    // Only a fallback to notice `stop`: `close` wakes it with an empty datagram.
+                    server.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                    let stop = stop.clone();
+                    let thread = spawn("raw-receiver", move || {
+                        let mut buf = vec![0; 64 * 1024];
+                        while !stop.load(Ordering::Acquire) {
+                            if let Ok(n @ 1..) = server.recv(&mut buf) {
+                                counter.add(n);
+                            }
+                        }
+                    });
+                    (client, thread)
+                }
+                _ => {
+                    let listener = TcpListener::bind(LOCALHOST).unwrap();
+                    let addr = listener.local_addr().unwrap();
+                    let thread = spawn("raw-receiver", move || {
+                        let (stream, _) = listener.accept().unwrap();
+                        serve(kind, stream, Handling::Count(counter));
+                    });
+                    (Client::connect(kind, addr), thread)
+                }
+            };
+            OneWaySink {
+                client,
+                message: Bytes::from(payload(size)),
+                flow: Flow::new(window, acks),
+                step,
+                stop,
+                receiver: Some(receiver),
+            }
+        }
+    }
+
+    impl OneWay for OneWaySink {
+        fn run(&mut self, messages: u64) {
+            for _ in 0..messages.div_ceil(self.step) * self.step {
+                self.flow.one_more();
+                self.client.send_bytes(&self.message).expect("send");
+            }
+            self.flow.finish();
+        }
+    }
+
+    impl Drop for OneWaySink {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Release);
+            self.client.close();
+            if let Some(receiver) = self.receiver.take() {
+                let _ = receiver.join();
+            }
+        }
+    }
+}
