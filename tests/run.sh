@@ -10,6 +10,9 @@ step "toolchain: rustfmt, clippy, wasm32 target"
 rustup component add rustfmt clippy
 rustup target add wasm32-unknown-unknown
 
+step "system tools: nftables (tests/network_faults.rs drops packets with it in its own namespaces)"
+command -v nft >/dev/null || { apt-get update -qq && apt-get install -y -qq nftables; }
+
 step "format"
 cargo fmt --check
 
@@ -30,4 +33,11 @@ cargo run --locked --example demo
 
 step "benchmarks, short mode (checks they run; numbers are in docs/performance.md)"
 PORTNET_BENCH_QUICK=1 cargo bench --locked --bench transports
+PORTNET_BENCH_QUICK=1 cargo bench --locked --bench wss
 PORTNET_BENCH_QUICK=1 cargo bench --locked --bench sim
+
+step "browser: wasm tests in headless Chromium and the chat demo end to end (tests/browser.sh)"
+bash tests/browser.sh
+
+step "WebSocket conformance (Autobahn cases 1–7 via kosoku)"
+bash tests/autobahn.sh
