@@ -32,8 +32,6 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-// The browser backend is a stub that does not use the core yet (issue 4 builds it).
-#![cfg_attr(all(target_family = "wasm", target_os = "unknown"), allow(dead_code))]
 
 pub mod adapters;
 mod backend;

@@ -102,7 +102,11 @@ pub(crate) struct TlsConnectOptions {
 
 /// A TLS listener's identity: certificate chain and private key, PEM or DER.
 #[derive(Clone, Debug)]
-#[cfg_attr(not(feature = "tls"), allow(dead_code))] // set only by the `tls` builders
+// Read only by the native TLS code: browsers do TLS themselves.
+#[cfg_attr(
+    any(not(feature = "tls"), all(target_family = "wasm", target_os = "unknown")),
+    allow(dead_code)
+)]
 pub(crate) struct TlsIdentity {
     pub chain: Vec<u8>,
     pub key: Vec<u8>,

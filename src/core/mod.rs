@@ -6,5 +6,7 @@
 
 pub(crate) mod clock;
 pub(crate) mod framing;
+// The browser queues in the WebSocket itself (`bufferedAmount`); only native sockets need it.
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub(crate) mod outbox;
 pub(crate) mod timers;
