@@ -22,8 +22,8 @@ use crate::network::{
 };
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use socket::context;
 use rustc_hash::FxHashMap;
+use socket::context;
 use std::collections::BTreeSet;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
