@@ -1,7 +1,7 @@
 //! The native peer of the browser tests (`tests/browser.rs`, run by `tests/browser.sh`).
 //!
 //! Listens on ephemeral 127.0.0.1 ports and writes them to the file named by the first
-//! argument as `echo,refused,text,silent,proto`:
+//! argument as `echo,refused,text,silent,proto,wss`:
 //! - `echo`: a portnet `Ws` server that echoes every message, except `close`, on which it
 //!   closes the connection (a server-side close), and `peers`, which it answers with
 //!   `peers: N`, the number of clients connected;
@@ -10,7 +10,10 @@
 //!   text as text and binary as binary, and answers the text `close` with a Close frame (code
 //!   4000, reason `bye`);
 //! - `silent`: accepts TCP connections and never answers, so a handshake there times out;
-//! - `proto`: the echo server again, agreeing on the subprotocol `chat.v1` when offered.
+//! - `proto`: the echo server again, agreeing on the subprotocol `chat.v1` when offered;
+//! - `wss`: the echo server again, over TLS (`wss://`), with a certificate for `localhost` and
+//!   `127.0.0.1` made at start and written, as PEM, to `<ports file>.cert.pem` (the test
+//!   script tells Chromium to trust it).
 //!
 //! Runs until killed.
 
@@ -38,6 +41,12 @@ fn main() {
     network.remove(closed);
     let chat = WsListenConfig::default().with_subprotocols(["chat.v1"]);
     let (_, proto) = network.listen_with(chat.into(), "127.0.0.1:0").expect("listen (proto)");
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let certified = rcgen::generate_simple_self_signed(names).expect("a test certificate");
+    let cert = certified.cert.pem();
+    std::fs::write(format!("{ports_file}.cert.pem"), &cert).expect("write the certificate");
+    let tls = WsListenConfig::default().with_tls(cert, certified.signing_key.serialize_pem());
+    let (_, wss) = network.listen_with(tls.into(), "127.0.0.1:0").expect("listen (wss)");
 
     let text = TcpListener::bind("127.0.0.1:0").expect("bind (text)");
     let text_port = text.local_addr().expect("text address").port();
@@ -78,13 +87,19 @@ fn main() {
         drop(held);
     });
 
-    let ports =
-        format!("{},{},{},{silent_port},{}", echo.port(), refused.port(), text_port, proto.port());
+    let ports = format!(
+        "{},{},{},{silent_port},{},{}",
+        echo.port(),
+        refused.port(),
+        text_port,
+        proto.port(),
+        wss.port()
+    );
     // Written whole, then renamed: a reader never sees half a line.
     let partial = format!("{ports_file}.partial");
     std::fs::write(&partial, &ports).expect("write the ports");
     std::fs::rename(&partial, &ports_file).expect("publish the ports");
-    println!("browser test server: ports {ports} (echo, refused, text, silent, proto)");
+    println!("browser test server: ports {ports} (echo, refused, text, silent, proto, wss)");
 
     // Per connected client, the echoes waiting while it is slow to read, in order.
     let mut backlog: HashMap<Endpoint, VecDeque<Vec<u8>>> = HashMap::new();

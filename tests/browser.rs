@@ -1,7 +1,7 @@
 //! The browser backend in real headless Chromium, against a native portnet server.
 //!
 //! Run by `tests/browser.sh`, which starts `examples/browser-test-server.rs` on ephemeral
-//! 127.0.0.1 ports and passes them in `PORTNET_BROWSER_TEST_PORTS` (`echo,refused,text,silent,proto`).
+//! 127.0.0.1 ports and passes them in `PORTNET_BROWSER_TEST_PORTS` (`echo,refused,text,silent,proto,wss`).
 //! Every wait races a watchdog, so a hang fails with what was awaited.
 //!
 //! Natively this file compiles to nothing.
@@ -40,6 +40,7 @@ struct Ports {
     text: u16,
     silent: u16,
     proto: u16,
+    wss: u16,
 }
 
 fn ports() -> Ports {
@@ -47,9 +48,9 @@ fn ports() -> Ports {
         panic!("PORTNET_BROWSER_TEST_PORTS is not set: run the browser tests with tests/browser.sh")
     };
     let ports: Vec<u16> = ports.split(',').map(|p| p.parse().expect("a port number")).collect();
-    assert_eq!(ports.len(), 5, "PORTNET_BROWSER_TEST_PORTS: echo,refused,text,silent,proto");
-    let [echo, refused, text, silent, proto] = ports[..] else { unreachable!() };
-    Ports { echo, refused, text, silent, proto }
+    assert_eq!(ports.len(), 6, "PORTNET_BROWSER_TEST_PORTS: echo,refused,text,silent,proto,wss");
+    let [echo, refused, text, silent, proto, wss] = ports[..] else { unreachable!() };
+    Ports { echo, refused, text, silent, proto, wss }
 }
 
 /// Waits for `promise`, or fails after `ms` saying what it waited for.
@@ -160,6 +161,24 @@ async fn bare_socket_address_connects_and_small_messages_round_trip() {
     }
     for message in [&b"abc"[..], &[7; 256], &large] {
         expect_message(&inbox, endpoint, message).await;
+    }
+    handler.stop();
+}
+
+/// A portnet `wss://` server, its self-signed certificate trusted by this Chromium alone (by
+/// its public key: tests/browser.sh passes `--ignore-certificate-errors-spki-list`).
+#[wasm_bindgen_test]
+async fn wss_reaches_a_portnet_tls_server() {
+    let (handler, inbox) = start::<()>();
+    for host in ["127.0.0.1", "localhost"] {
+        let url = format!("wss://{host}:{}/secure", ports().wss);
+        let endpoint = connect(&handler, &inbox, &url).await;
+        let large: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        for message in [&b"over tls"[..], &large] {
+            assert_eq!(handler.network().send(endpoint, message), SendStatus::Sent);
+            expect_message(&inbox, endpoint, message).await;
+        }
+        handler.network().remove(endpoint.resource_id());
     }
     handler.stop();
 }

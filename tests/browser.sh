@@ -49,7 +49,19 @@ cargo build --locked --example browser-test-server --example chat-server
 pids+=($!)
 wait_for_file "$work/ports" "${pids[-1]}" "browser-test-server"
 
+# Chromium trusts the wss server's self-signed certificate by its public key, and nothing else.
+command -v openssl >/dev/null || web_fail "openssl is missing (Debian package openssl)"
+spki=$(openssl x509 -pubkey -noout -in "$work/ports.cert.pem" | openssl pkey -pubin -outform der |
+    openssl dgst -sha256 -binary | base64)
+cat >"$work/webdriver.json" <<JSON
+{ "goog:chromeOptions": { "args": [
+    "--ignore-certificate-errors-spki-list=$spki", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-quic" ] } }
+JSON
+
 step "wasm-bindgen-test in headless Chromium (ports $(cat "$work/ports"))"
+WASM_BINDGEN_TEST_WEBDRIVER_JSON=$work/webdriver.json \
 PORTNET_BROWSER_TEST_PORTS=$(cat "$work/ports") \
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     CHROMEDRIVER=$(command -v chromedriver) \
