@@ -19,6 +19,9 @@ cargo fmt --check
 step "clippy, native (all targets)"
 cargo clippy --locked --all-targets -- -D warnings
 
+step "clippy, without the tls feature (the crate builds without TLS)"
+cargo clippy --locked --lib --no-default-features -- -D warnings
+
 step "clippy, browser build (wasm32-unknown-unknown)"
 cargo clippy --locked --lib --target wasm32-unknown-unknown -- -D warnings
 
@@ -41,3 +44,6 @@ bash tests/browser.sh
 
 step "WebSocket conformance (Autobahn cases 1–7 via kosoku)"
 bash tests/autobahn.sh
+
+step "fuzzing (short)"
+bash fuzz/run.sh 20
