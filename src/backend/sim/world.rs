@@ -1035,6 +1035,15 @@ impl Core {
         let Some(res) = state.resources.remove(&id) else { return false };
         state.ports.retain(|_, owner| *owner != id);
         state.removed.push(id);
+        // Events already waiting for the node (a Udp connect's `Connected`) go too: nothing is
+        // reported for a resource after `remove`.
+        state.inbox.retain(|event| {
+            let (StoredNetEvent::Connected(e, _)
+            | StoredNetEvent::Accepted(e, _)
+            | StoredNetEvent::Message(e, _)
+            | StoredNetEvent::Disconnected(e)) = event;
+            e.resource_id() != id
+        });
         let line = format!("{} removes {id}", state.name);
         self.log(format_args!("{line}"));
         if let Res::Stream { conn, side } = res {
