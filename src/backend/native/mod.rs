@@ -262,6 +262,8 @@ impl Resource {
                 }
                 cx.shared.finish_close(id)
             }
+            (Deadline::Close, Resource::Stream(c)) => c.on_closing(cx),
+            (Deadline::Close, Resource::Ws(c)) => c.on_closing(cx),
             (Deadline::Connect, Resource::Stream(c)) if c.state.is_connecting() => {
                 cx.fail_connect(&c.state, c.endpoint, "connect timed out")
             }
@@ -276,6 +278,8 @@ impl Resource {
     /// Reads on, for a resource that stopped reading to let others have their turn.
     fn on_readable_again(&self, cx: &mut Cx<'_>) {
         match self {
+            Resource::Stream(c) if c.state.is_closed() => c.on_closing(cx),
+            Resource::Ws(c) if c.state.is_closed() => c.on_closing(cx),
             Resource::Stream(c) => c.read_all(cx, false),
             Resource::Ws(c) => c.read_all(cx),
             Resource::UdpLocal(u) => u.on_event(cx),
@@ -335,6 +339,8 @@ pub(crate) enum Deadline {
     AcceptRetry,
     /// A host name lookup finished (on its own thread) for a connect.
     Resolved,
+    /// The application removed a connection: the event thread takes its close from here.
+    Close,
 }
 
 /// Reads one resource does per readiness event before letting the others have a turn.
@@ -623,7 +629,10 @@ impl Controller {
         lock(&self.shared.removed).push(id);
         self.shared.news.store(true, Ordering::Release);
         let linger = match &*resource {
-            Resource::Stream(c) => c.close_by_app(),
+            Resource::Stream(c) => {
+                c.close_by_app();
+                true
+            }
             Resource::Ws(c) => c.close_by_app(),
             other => {
                 other.shutdown();
@@ -631,15 +640,13 @@ impl Controller {
             }
         };
         if linger {
-            // Findable in `closing` before it leaves `resources`: no writable edge is lost.
+            // Findable in `closing` before it leaves `resources`: no event is lost. The event
+            // thread flushes, ends the stream and waits for the peer's end (at most LINGER).
             lock(&self.shared.closing).insert(id, resource.clone());
+            self.shared.set_deadline(id, Duration::ZERO, Deadline::Close);
             self.shared.set_deadline(id, LINGER, Deadline::Linger);
         }
         self.shared.forget(id);
-        if linger && !resource.has_queued() {
-            // The event thread flushed it meanwhile.
-            self.shared.finish_close(id);
-        }
         true
     }
 
@@ -772,7 +779,7 @@ impl Processor {
             }
         }
         for id in read_again {
-            if let Some(resource) = cx.shared.get(id) {
+            if let Some(resource) = cx.shared.get_or_closing(id) {
                 resource.on_readable_again(&mut cx);
             }
         }

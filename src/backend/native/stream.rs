@@ -34,6 +34,8 @@ pub(crate) struct Connection {
     /// Why a write failed, if one did: reading may then just see the end of the stream (the
     /// failed write took the socket's error), and this is the real reason.
     write_error: Mutex<Option<String>>,
+    /// A close the application asked for sent our end of stream.
+    write_shut: AtomicBool,
 }
 
 impl Connection {
@@ -56,6 +58,7 @@ impl Connection {
             out: Mutex::new(Outbox::new(send_queue_limit)),
             on_drained: Waiters::default(),
             write_error: Mutex::new(None),
+            write_shut: AtomicBool::new(false),
         }
     }
 
@@ -160,10 +163,7 @@ impl Connection {
     pub fn on_event(&self, event: &Event, cx: &mut Cx<'_>) {
         if self.state.is_closed() {
             // Removed by the application, lingering to flush its last messages.
-            if self.flush() {
-                cx.shared.finish_close(self.endpoint.resource_id());
-            }
-            return;
+            return self.on_closing(cx);
         }
         if !self.state.announce(&self.stream, event, self.endpoint, cx) {
             return;
@@ -242,14 +242,35 @@ impl Connection {
     }
 
     /// Closes on the application's request. Returns whether queued bytes still need flushing.
-    pub fn close_by_app(&self) -> bool {
+    /// Closes on the application's request; the event thread then finishes the close
+    /// ([`on_closing`](Self::on_closing)).
+    pub fn close_by_app(&self) {
         self.state.close();
         self.on_drained.notify_all();
-        if self.has_queued() {
-            return true;
+    }
+
+    /// The steps of a close the application asked for, as far as they go now: write what is
+    /// queued, then send our end of stream, then read (and drop) what the peer still sends
+    /// until its end of stream. Closing a socket with unread input makes the kernel reset the
+    /// connection and discard what it had not sent yet: the last messages would be lost.
+    pub fn on_closing(&self, cx: &mut Cx<'_>) {
+        if !self.flush() {
+            return; // the rest on writability
         }
-        self.shutdown();
-        false
+        if !self.write_shut.swap(true, Ordering::AcqRel) {
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+        for _ in 0..READ_BUDGET {
+            match (&self.stream).read(cx.input) {
+                Ok(0) => return cx.shared.finish_close(self.endpoint.resource_id()),
+                Ok(_) => (),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => (),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return cx.shared.finish_close(self.endpoint.resource_id()),
+            }
+        }
+        // A peer that keeps sending: go on next turn.
+        cx.again.push(self.endpoint.resource_id());
     }
 
     pub fn shutdown(&self) {

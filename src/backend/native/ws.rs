@@ -285,6 +285,8 @@ pub(crate) struct Connection {
     close: Mutex<Option<WsClose>>,
     /// Server side, until the handshake ends: its place among the listener's pending ones.
     pending: Mutex<Option<PendingHandshake>>,
+    /// A close the application asked for sent our end of stream.
+    write_shut: AtomicBool,
     /// The outcome of the host name lookup, for the event thread to pick up.
     resolved: Mutex<Option<io::Result<SocketAddr>>>,
 }
@@ -313,6 +315,7 @@ impl Connection {
             handshake: Arc::default(),
             close: Mutex::new(None),
             pending: Mutex::new(None),
+            write_shut: AtomicBool::new(false),
             resolved: Mutex::new(None),
         }
     }
@@ -488,14 +491,10 @@ impl Connection {
             Phase::Server(mid) => self.server_progress(mid.handshake(), phase, cx),
             Phase::Open(mut ws) => {
                 if self.state.is_closed() {
-                    // Removed by the application: finish sending the close frame.
-                    let flushed = self.flush(&mut ws);
+                    // Removed by the application: the close handshake goes on.
                     *phase = Phase::Open(ws);
                     drop(phase);
-                    if flushed {
-                        cx.shared.finish_close(self.endpoint.resource_id());
-                    }
-                    return;
+                    return self.on_closing(cx);
                 }
                 if event.is_writable() {
                     self.flush(&mut ws);
@@ -666,22 +665,58 @@ impl Connection {
         *phase = Phase::Done;
     }
 
-    /// Closes on the application's request, with a Close frame. Returns whether the frame still
-    /// needs flushing.
+    /// Closes on the application's request, with a Close frame (code 1000). Returns whether
+    /// the close handshake goes on ([`on_closing`](Self::on_closing)), or the socket is closed
+    /// already (it was not open yet).
     pub fn close_by_app(&self) -> bool {
         self.state.close();
         self.on_drained.notify_all();
         let mut phase = lock(&self.phase);
         if let Phase::Open(ws) = &mut *phase {
             let _ = ws.close(None);
-            if !self.flush(ws) && self.has_queued() {
-                return true;
-            }
-            ws.get_mut().close_notify();
-            let _ = ws.get_ref().tcp().shutdown(Shutdown::Both);
+            self.flush(ws);
+            return true;
         }
         *phase = Phase::Done;
         false
+    }
+
+    /// The close handshake of a connection the application removed, as far as it goes now:
+    /// write what is queued and our Close frame, then read (and drop) what the peer still sends
+    /// until its Close answers ours, as RFC 6455 asks. Closing the socket with unread input
+    /// would make the kernel reset it and lose the last messages.
+    pub fn on_closing(&self, cx: &mut Cx<'_>) {
+        let id = self.endpoint.resource_id();
+        let mut phase = lock(&self.phase);
+        let Phase::Open(ws) = &mut *phase else {
+            drop(phase);
+            return cx.shared.finish_close(id);
+        };
+        if !self.flush(ws) {
+            return; // the rest on writability
+        }
+        if !self.write_shut.swap(true, Ordering::AcqRel) {
+            // Our Close frame is out: end our side of the stream too, so a peer that does not
+            // answer Close frames (message-io) still sees the end and lets go.
+            ws.get_mut().close_notify();
+            let _ = ws.get_ref().tcp().shutdown(Shutdown::Write);
+        }
+        for _ in 0..READ_BUDGET {
+            match ws.read() {
+                Ok(_) => (),
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.flush(ws); // tungstenite may have queued a reply
+                    return;
+                }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => (),
+                // The peer's Close came (ConnectionClosed), or the connection broke.
+                Err(_) => {
+                    drop(phase);
+                    return cx.shared.finish_close(id);
+                }
+            }
+        }
+        cx.again.push(id);
     }
 
     /// The connect (client) or handshake (server) took too long.
