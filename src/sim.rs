@@ -197,8 +197,24 @@ impl World {
         self.advance().then(|| self.shared.core().trace.lines_from(before))
     }
 
+    /// Runs the nodes that what the test did between runs (a reset, a crash) gave events, at
+    /// the current time. Returns whether there were any.
+    fn run_pending(&mut self) -> bool {
+        if self.shared.core().to_run.is_empty() {
+            return false;
+        }
+        self.steps += 1;
+        self.run_ready_nodes();
+        self.notify_drained();
+        self.check();
+        true
+    }
+
     /// Runs the next event (and the packets due with it). Returns false if nothing is left.
     fn advance(&mut self) -> bool {
+        if self.run_pending() {
+            return true;
+        }
         let Some((seq, event)) = self.shared.core().pop() else { return false };
         self.steps += 1;
         match event {
@@ -385,6 +401,7 @@ impl World {
     /// `now + duration`.
     pub fn run_for(&mut self, duration: Duration) {
         let until = self.now() + duration;
+        self.run_pending();
         while self.shared.core().next_time().is_some_and(|at| at <= until) {
             self.advance();
         }

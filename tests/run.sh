@@ -39,6 +39,10 @@ PORTNET_BENCH_QUICK=1 cargo bench --locked --bench transports
 PORTNET_BENCH_QUICK=1 cargo bench --locked --bench wss
 PORTNET_BENCH_QUICK=1 cargo bench --locked --bench sim
 
+step "performance report, short mode (checks it runs; writes target/perf-report, not docs/)"
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+cargo run --locked --release -p portnet-perf-report -- --quick --out target/perf-report
+
 step "browser: wasm tests in headless Chromium and the chat demo end to end (tests/browser.sh)"
 bash tests/browser.sh
 

@@ -1036,18 +1036,30 @@ impl Core {
         state.ports.retain(|_, owner| *owner != id);
         state.removed.push(id);
         // Events already waiting for the node (a Udp connect's `Connected`) go too: nothing is
-        // reported for a resource after `remove`.
+        // reported for a resource after `remove`. A removed listener's connections that were
+        // not reported yet go with it, as a closed listener's backlog does.
+        let orphans: Vec<ResourceId> = state
+            .inbox
+            .iter()
+            .filter_map(|event| match event {
+                StoredNetEvent::Accepted(e, listener) if *listener == id => Some(e.resource_id()),
+                _ => None,
+            })
+            .collect();
         state.inbox.retain(|event| {
             let (StoredNetEvent::Connected(e, _)
             | StoredNetEvent::Accepted(e, _)
             | StoredNetEvent::Message(e, _)
             | StoredNetEvent::Disconnected(e)) = event;
-            e.resource_id() != id
+            e.resource_id() != id && !orphans.contains(&e.resource_id())
         });
         let line = format!("{} removes {id}", state.name);
         self.log(format_args!("{line}"));
         if let Res::Stream { conn, side } = res {
             self.close_stream(conn, side);
+        }
+        for orphan in orphans {
+            self.remove(node, orphan);
         }
         true
     }
@@ -1330,10 +1342,20 @@ impl Core {
                     continue;
                 }
                 let Some(id) = id else { continue };
+                let open = c.open[side];
                 let state = &mut self.nodes[node];
                 if state.resources.remove(&id).is_some() {
                     state.ports.retain(|_, owner| *owner != id);
-                    self.deliver(node, StoredNetEvent::Disconnected(Endpoint::new(id, peer)));
+                    let endpoint = Endpoint::new(id, peer);
+                    match (open, side) {
+                        (true, _) => self.deliver(node, StoredNetEvent::Disconnected(endpoint)),
+                        // Still connecting: the connect fails, as natively on a reset.
+                        (false, 0) => {
+                            self.deliver(node, StoredNetEvent::Connected(endpoint, false))
+                        }
+                        // Not accepted yet: nothing was ever reported for it.
+                        (false, _) => (),
+                    }
                 }
             }
             if let Some(c) = self.conns.get_mut(&conn) {
