@@ -186,6 +186,19 @@ pub fn one_way(lib: Lib, kind: Kind, size: usize) -> Box<dyn OneWay> {
     }
 }
 
+/// Why a member cannot run a workload, if it cannot.
+///
+/// message-io 0.19's `Ws` receive loop stops when a zero-length `peek` on the socket finds
+/// nothing, even though tungstenite has already read more whole frames into its buffer: those
+/// frames wait until more bytes arrive. Under a sender that waits for the receiver (every
+/// small-message and fan-in case here) nothing more arrives, and the run stalls for good.
+pub fn stall_reason(lib: Lib, kind: Kind) -> Option<&'static str> {
+    (lib == Lib::MessageIo && kind == Kind::Ws).then_some(
+        "stalls: message-io's Ws receive loop leaves frames already read into tungstenite's \
+         buffer undelivered until more bytes arrive",
+    )
+}
+
 /// Raw clients bursting at one server.
 pub trait FanIn {
     /// Every client sends its burst; returns once the server has received them all.
@@ -284,7 +297,8 @@ fn wait_for_stdin_eof() {
 
 /// The connection-scale client (raw std sockets, the same for every server): opens
 /// `connections` connections to `addr` one after the other (for `Ws`, each with its
-/// handshake) and prints `connected <seconds>`; on the stdin line `echo`, sends one
+/// handshake) and prints `connected <seconds> <connects that took 0.5 s or more> <longest
+/// connect, seconds>`; on the stdin line `echo`, sends one
 /// `size`-byte message on each, reads every echo and prints `echoed <seconds>`; on `close`,
 /// closes them all and prints `closed <seconds>`. An error prints `error <what>` and exits.
 pub fn scale_client(kind: Kind, addr: SocketAddr, connections: u64, size: usize) {
@@ -294,13 +308,21 @@ pub fn scale_client(kind: Kind, addr: SocketAddr, connections: u64, size: usize)
     };
     let start = Instant::now();
     let mut clients = Vec::with_capacity(connections as usize);
+    // Connects that wait a second or more: SYN retransmissions, the server's accept queue
+    // (its listen backlog, capped by `somaxconn`) being full.
+    let (mut slow, mut slowest) = (0u64, Duration::ZERO);
     for i in 0..connections {
+        let started = Instant::now();
         match raw::Client::try_connect(kind, addr) {
             Ok(client) => clients.push(client),
             Err(e) => fail(format!("connection {i} of {connections}: {e}")),
         }
+        let took = started.elapsed();
+        slow += u64::from(took >= Duration::from_millis(500));
+        slowest = slowest.max(took);
     }
-    println!("connected {:.6}", start.elapsed().as_secs_f64());
+    let secs = start.elapsed().as_secs_f64();
+    println!("connected {secs:.6} {slow} {:.3}", slowest.as_secs_f64());
     let mut lines = io::stdin().lock().lines();
     let message = payload(size);
     let mut buf = vec![0; size];
@@ -414,12 +436,16 @@ macro_rules! library {
                 }
 
                 fn send(&self, data: &[u8]) {
-                    let deadline = Instant::now() + STALL;
+                    // Read the clock only when waiting: callgrind counts every instruction
+                    // here as the library's.
+                    let mut deadline = None;
                     loop {
                         match self.node.handler.network().send(self.endpoint, data) {
                             SendStatus::Sent => return,
                             // Not reached with these windows (64 KiB at most in flight).
                             status if $queue_full(&status) => {
+                                let deadline =
+                                    *deadline.get_or_insert_with(|| Instant::now() + STALL);
                                 assert!(Instant::now() < deadline, "send queue never drained");
                                 std::thread::sleep(Duration::from_micros(50));
                             }
@@ -529,7 +555,7 @@ mod raw {
     }
 
     /// Writes header and payload with as few system calls as the socket allows.
-    fn write_frame(stream: &mut TcpStream, data: &[u8]) -> io::Result<()> {
+    fn write_frame(mut stream: &TcpStream, data: &[u8]) -> io::Result<()> {
         let mut buf = [0; 10];
         let header = leb128(data.len(), &mut buf);
         let total = header.len() + data.len();
@@ -549,7 +575,7 @@ mod raw {
     }
 
     /// Reads one frame into `buf`, returning its length.
-    fn read_frame(reader: &mut BufReader<TcpStream>, buf: &mut Vec<u8>) -> io::Result<usize> {
+    fn read_frame(reader: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
         let mut len = 0usize;
         for shift in (0..64).step_by(7) {
             let mut byte = [0];
@@ -569,7 +595,9 @@ mod raw {
     /// One client connection (blocking).
     pub enum Client {
         Tcp(TcpStream),
-        Framed(TcpStream, BufReader<TcpStream>),
+        /// The stream is written through `get_ref`: one descriptor per connection, not two
+        /// (10 000 connections have to fit the open-file limit).
+        Framed(BufReader<TcpStream>),
         Udp(UdpSocket),
         Ws(Box<WebSocket<TcpStream>>),
     }
@@ -589,19 +617,13 @@ mod raw {
             stream.set_nodelay(true)?;
             Ok(match kind {
                 Kind::Tcp => Client::Tcp(stream),
-                Kind::FramedTcp => {
-                    let reader = BufReader::new(stream.try_clone()?);
-                    Client::Framed(stream, reader)
-                }
+                Kind::FramedTcp => Client::Framed(BufReader::new(stream)),
                 Kind::Ws => {
                     // The path message-io's clients request (portnet's too).
                     let url = format!("ws://{addr}/message-io-default");
-                    let (ws, _) = tungstenite::client::client_with_config(
-                        url,
-                        stream,
-                        Some(ws_config()),
-                    )
-                    .map_err(|e| io::Error::other(format!("Ws handshake: {e}")))?;
+                    let (ws, _) =
+                        tungstenite::client::client_with_config(url, stream, Some(ws_config()))
+                            .map_err(|e| io::Error::other(format!("Ws handshake: {e}")))?;
                     Client::Ws(Box::new(ws))
                 }
                 Kind::Udp => unreachable!(),
@@ -611,7 +633,7 @@ mod raw {
         pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
             match self {
                 Client::Tcp(stream) => stream.write_all(data),
-                Client::Framed(stream, _) => write_frame(stream, data),
+                Client::Framed(reader) => write_frame(reader.get_ref(), data),
                 Client::Udp(socket) => socket.send(data).map(drop),
                 Client::Ws(ws) => {
                     ws.send(Message::Binary(Bytes::copy_from_slice(data))).map_err(io::Error::other)
@@ -632,7 +654,7 @@ mod raw {
         pub fn receive_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
             let n = match self {
                 Client::Tcp(stream) => return stream.read_exact(buf),
-                Client::Framed(_, reader) => {
+                Client::Framed(reader) => {
                     let mut frame = Vec::new();
                     let n = read_frame(reader, &mut frame)?;
                     let copied = n.min(buf.len());
@@ -656,8 +678,11 @@ mod raw {
 
         fn close(&mut self) {
             match self {
-                Client::Tcp(stream) | Client::Framed(stream, _) => {
+                Client::Tcp(stream) => {
                     let _ = stream.shutdown(Shutdown::Both);
+                }
+                Client::Framed(reader) => {
+                    let _ = reader.get_ref().shutdown(Shutdown::Both);
                 }
                 Client::Ws(ws) => {
                     let _ = ws.get_ref().shutdown(Shutdown::Both);
@@ -683,21 +708,19 @@ mod raw {
         };
         match kind {
             Kind::Tcp => {
-                let mut writer = stream.try_clone().unwrap();
-                let mut reader = stream;
-                let mut buf = vec![0; 64 * 1024];
-                while let Ok(n @ 1..) = reader.read(&mut buf) {
-                    if message(&buf[..n], &mut |data| writer.write_all(data)).is_err() {
+                // Read and write through `&TcpStream`: one descriptor per connection.
+                let mut buf = vec![0; 16 * 1024];
+                while let Ok(n @ 1..) = (&stream).read(&mut buf) {
+                    if message(&buf[..n], &mut |data| (&stream).write_all(data)).is_err() {
                         break;
                     }
                 }
             }
             Kind::FramedTcp => {
-                let mut writer = stream.try_clone().unwrap();
-                let mut reader = BufReader::new(stream);
+                let mut reader = BufReader::new(&stream);
                 let mut buf = Vec::new();
                 while let Ok(n) = read_frame(&mut reader, &mut buf) {
-                    if message(&buf[..n], &mut |data| write_frame(&mut writer, data)).is_err() {
+                    if message(&buf[..n], &mut |data| write_frame(&stream, data)).is_err() {
                         break;
                     }
                 }
@@ -710,13 +733,10 @@ mod raw {
                     progress.accepted();
                 }
                 while let Ok(received) = ws.read() {
-                    if let Message::Binary(data) = received {
-                        let mut reply = None;
-                        let _ = message(&data, &mut |_| {
-                            reply = Some(data.clone());
-                            Ok(())
-                        });
-                        if let Some(data) = reply {
+                    let Message::Binary(data) = received else { continue };
+                    match &handling {
+                        Handling::Count(counter) => counter.add(data.len()),
+                        Handling::Echo(_) => {
                             if ws.send(Message::Binary(data)).is_err() {
                                 break;
                             }
@@ -728,6 +748,17 @@ mod raw {
         }
     }
 
+    /// std's `TcpListener::bind` listens with a backlog of 128: 10 000 connects then stall
+    /// for seconds on SYN retransmissions (70 s here). socket2 sets the backlog portnet uses.
+    fn listen_with_backlog() -> TcpListener {
+        use socket2::{Domain, Socket, Type};
+        let addr: SocketAddr = LOCALHOST.parse().unwrap();
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.bind(&addr.into()).unwrap();
+        socket.listen(portnet::adapters::tcp::LISTENER_BACKLOG).unwrap();
+        socket.into()
+    }
+
     /// A std-only server: an accept loop and a thread per connection.
     pub struct ThreadPerConnection {
         addr: SocketAddr,
@@ -737,7 +768,7 @@ mod raw {
 
     impl ThreadPerConnection {
         pub fn start(kind: Kind, handling: Handling) -> (ThreadPerConnection, SocketAddr) {
-            let listener = TcpListener::bind(LOCALHOST).unwrap();
+            let listener = listen_with_backlog();
             let addr = listener.local_addr().unwrap();
             let stop = Arc::new(AtomicBool::new(false));
             let stopped = stop.clone();
