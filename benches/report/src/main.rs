@@ -115,6 +115,8 @@ struct Options {
 struct Plan {
     /// Messages of the two callgrind runs: per message = difference / difference.
     cpu_runs: (u64, u64),
+    /// Pairs of callgrind runs per case: the median is reported, with the lowest and highest.
+    cpu_repeats: usize,
     connections: u64,
     /// How long one phase of the scale case may take before it counts as stalled.
     scale_phase: Duration,
@@ -153,10 +155,16 @@ fn report(args: &[String]) {
         }
     }
     let plan = if options.quick {
-        Plan { cpu_runs: (2048, 16384), connections: 1000, scale_phase: Duration::from_secs(30) }
+        Plan {
+            cpu_runs: (2048, 16384),
+            cpu_repeats: 1,
+            connections: 1000,
+            scale_phase: Duration::from_secs(30),
+        }
     } else {
         Plan {
             cpu_runs: (8192, 131072),
+            cpu_repeats: 3,
             connections: 10_000,
             scale_phase: Duration::from_secs(120),
         }
@@ -171,7 +179,7 @@ fn report(args: &[String]) {
     std::fs::copy(&exe, &copy).expect("copy this program");
     SUBJECT.set(copy.clone()).expect("set once");
     let machine = Machine::read();
-    eprintln!("== portnet-perf-report, {} mode", if options.quick { "short" } else { "full" });
+    say(format!("portnet-perf-report, {} mode", if options.quick { "short" } else { "full" }));
 
     let criterion_dir = target_dir().join("criterion");
     let estimates = if options.criterion {
@@ -214,6 +222,13 @@ fn report(args: &[String]) {
     eprintln!("== done in {:.0} s: {}", started.elapsed().as_secs_f64(), options.out.display());
 }
 
+/// A progress line on stderr, with the seconds since the report started.
+fn say(what: String) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    eprintln!("== [{:>4.0} s] {what}", start.elapsed().as_secs_f64());
+}
+
 /// The program the measurements run: a copy of this one (see `report`).
 static SUBJECT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
@@ -236,7 +251,7 @@ fn run_criterion(package: &str, bench: &str, quick: bool, pinned: bool) {
         (true, false) => " (quick)",
         (false, false) => "",
     };
-    eprintln!("== cargo bench -p {package} --bench {bench}{mode}");
+    say(format!("cargo bench -p {package} --bench {bench}{mode}"));
     let mut command = if pinned {
         let mut command = Command::new("taskset");
         command.args(["-c", "0"]).arg(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -245,9 +260,31 @@ fn run_criterion(package: &str, bench: &str, quick: bool, pinned: bool) {
     } else {
         cargo()
     };
-    command.args(["bench", "-p", package, "--bench", bench]);
+    // `cargo run` gave this process the package's variables (CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME, …). Build scripts such as ring's ask to rerun when those change, so
+    // passing them on would rebuild ring, rustls and portnet (about a minute here) every time
+    // the report and a plain `cargo bench` alternate.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let from_cargo_run = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                key.as_ref(),
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+            );
+        if from_cargo_run {
+            command.env_remove(key.as_ref());
+        }
+    }
+    command.args(["bench", "-p", package, "--bench", bench, "--"]);
     if pinned {
-        command.args(["--", if bench == "load" { "small/" } else { "latency/" }]);
+        command.arg(if bench == "load" { "small/" } else { "latency/" });
+    }
+    if quick {
+        // Criterion's analysis bootstraps 100 000 resamples per case, about a second each
+        // here: most of the short mode's time. 2 000 give the median's interval well enough
+        // for a smoke run.
+        command.args(["--nresamples", "2000"]);
     }
     if quick {
         command.env("PORTNET_BENCH_QUICK", "1");
@@ -345,10 +382,13 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
 // Instructions per message (callgrind).
 // ---------------------------------------------------------------------------------------------
 
+/// The median of the repeats, the lowest and the highest.
+type Spread = (f64, f64, f64);
+
 #[derive(Default)]
 struct Cpu {
     /// Instructions per message, or why there is none.
-    per_message: HashMap<(Lib, Kind), Result<f64, String>>,
+    per_message: HashMap<(Lib, Kind), Result<Spread, String>>,
     note: Option<String>,
 }
 
@@ -368,7 +408,7 @@ fn cpu_per_message(plan: &Plan) -> Cpu {
         .flat_map(|kind| Lib::ALL.map(|lib| (lib, kind)))
         .filter(|&(lib, kind)| stall_reason(lib, kind).is_none())
         .collect();
-    eprintln!("== callgrind: {} cases × 2 runs, {:?} messages", cases.len(), plan.cpu_runs);
+    say(format!("callgrind: {} cases × 2 runs, {:?} messages", cases.len(), plan.cpu_runs));
     // Two at a time: instruction counts do not depend on what else runs.
     let (tx, rx) = mpsc::channel();
     let queue = std::sync::Mutex::new(cases.clone().into_iter());
@@ -380,14 +420,21 @@ fn cpu_per_message(plan: &Plan) -> Cpu {
                     let next = queue.lock().unwrap().next();
                     let Some((lib, kind)) = next else { break };
                     let count = |n: u64| callgrind(exe, dir, lib, kind, n);
-                    let result = count(plan.cpu_runs.0).and_then(|base| {
-                        let total = count(plan.cpu_runs.1)?;
-                        let messages = round_up(plan.cpu_runs.1, kind.ack_step())
-                            - round_up(plan.cpu_runs.0, kind.ack_step());
-                        Ok((total as f64 - base as f64) / messages as f64)
-                    });
+                    let messages = round_up(plan.cpu_runs.1, kind.ack_step())
+                        - round_up(plan.cpu_runs.0, kind.ack_step());
+                    let result = (0..plan.cpu_repeats)
+                        .map(|_| {
+                            let base = count(plan.cpu_runs.0)?;
+                            let total = count(plan.cpu_runs.1)?;
+                            Ok((total as f64 - base as f64) / messages as f64)
+                        })
+                        .collect::<Result<Vec<f64>, String>>()
+                        .map(|mut runs| {
+                            runs.sort_by(f64::total_cmp);
+                            (runs[runs.len() / 2], runs[0], runs[runs.len() - 1])
+                        });
                     eprintln!(
-                        "   {} {}: {result:.0?} instructions per message",
+                        "   {} {}: {result:.0?} instructions per message (median, min, max)",
                         lib.name(),
                         kind.name()
                     );
@@ -409,6 +456,11 @@ fn callgrind(exe: &Path, dir: &Path, lib: Lib, kind: Kind, messages: u64) -> Res
     let out = dir.join(format!("callgrind.{}.{}.{messages}.out", lib.name(), kind.name()));
     let output = Command::new("valgrind")
         .arg("--tool=callgrind")
+        // Valgrind runs one thread at a time. Its default hand-over lets the sender run ahead
+        // by varying amounts, so a read takes a varying number of messages and totals varied
+        // by ±10 % between runs here; fair scheduling alternates threads in a fixed order:
+        // the same total to 0.1 % (Ws: a few %, each read there zero-fills a 16 KiB buffer).
+        .arg("--fair-sched=yes")
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(exe)
         .args(["cpu", lib.name(), kind.name(), &messages.to_string()])
@@ -456,7 +508,7 @@ fn connection_scale(plan: &Plan) -> HashMap<(Lib, Kind), Scale> {
     let mut results = HashMap::new();
     for kind in Kind::CONNECTED {
         for lib in Lib::ALL {
-            eprintln!("== scale: {} connections, {} {}", plan.connections, lib.name(), kind.name());
+            say(format!("scale: {} connections, {} {}", plan.connections, lib.name(), kind.name()));
             let result = scale_case(plan, lib, kind);
             eprintln!("   {result:?}");
             results.insert((lib, kind), result);
@@ -872,8 +924,9 @@ impl Report<'_> {
 
         let mut cpu_values = HashMap::new();
         for (key, value) in &self.cpu.per_message {
-            if let Ok(v) = value {
-                cpu_values.insert(*key, (*v, None));
+            if let Ok((median, low, high)) = value {
+                let spread = (self.plan.cpu_repeats > 1).then_some((*low, *high));
+                cpu_values.insert(*key, (*median, spread));
             }
         }
         figures.push(Figure {
@@ -1023,10 +1076,23 @@ impl Report<'_> {
                          receiver on its own), every instruction of the process counted, \
                          user space only (the kernel's work is not counted). Per message = \
                          (instructions of a run of {b} messages − those of a run of {a}) / \
-                         ({b} − {a}): set-up cancels out. Repeatable to well under 1 % whatever \
-                         the machine's load.{note}\n",
+                         ({b} − {a}): set-up cancels out. Valgrind runs one thread at a time; \
+                         `--fair-sched=yes` hands over in a fixed order, and the machine's load \
+                         does not enter the count, but how many messages one wake-up reads \
+                         still depends on timing: repeats mostly agree within a few %, and \
+                         `Ws` varies several-fold, since each socket read zero-fills \
+                         tungstenite's read buffer (`BytesMut::resize`: most of portnet's \
+                         `Ws` count). {repeats}{note}\n",
                         a = self.plan.cpu_runs.0,
                         b = self.plan.cpu_runs.1,
+                        repeats = if self.plan.cpu_repeats > 1 {
+                            format!(
+                                "Median of {} pairs of runs, brackets: lowest and highest.",
+                                self.plan.cpu_repeats
+                            )
+                        } else {
+                            "One pair of runs per case.".into()
+                        },
                         note =
                             self.cpu.note.as_deref().map(|n| format!(" {n}.")).unwrap_or_default(),
                     );
