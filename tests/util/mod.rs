@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: a watchdog, loopback addresses and small nodes.
 #![allow(dead_code)]
 
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub mod ws;
+
 use portnet::adapters::framed_tcp::FramedTcpListenConfig;
 use portnet::adapters::tcp::TcpListenConfig;
 use portnet::network::{Endpoint, NetEvent, SendStatus, Transport, TransportListen};
