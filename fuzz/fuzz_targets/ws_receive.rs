@@ -133,7 +133,11 @@ fn handshake(addr: SocketAddr) -> TcpStream {
     let mut response = Vec::new();
     let mut byte = [0];
     while !response.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).expect("the handshake response");
+        // libFuzzer's timer signal can interrupt a blocking read: read again.
+        let n = match stream.read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            read => read.expect("the handshake response"),
+        };
         assert_eq!(n, 1, "the server closed during the handshake: {response:?}");
         response.push(byte[0]);
         assert!(response.len() < 4096, "an endless handshake response");
@@ -189,9 +193,23 @@ fuzz_target!(|data: &[u8]| {
     let (client, counter) = &mut *guard;
     *counter += 1;
     let payload = format!("well-behaved #{counter}").into_bytes();
-    client.send(Message::binary(payload.clone())).expect("the well-behaved client sends");
+    let interrupted = |e: &tungstenite::Error| matches!(e, tungstenite::Error::Io(e) if e.kind() == std::io::ErrorKind::Interrupted);
+    match client.send(Message::binary(payload.clone())) {
+        // Queued in tungstenite: the flush is what the signal interrupted.
+        Err(e) if interrupted(&e) => loop {
+            match client.flush() {
+                Err(e) if interrupted(&e) => continue,
+                flushed => break flushed.expect("the well-behaved client sends"),
+            }
+        },
+        sent => sent.expect("the well-behaved client sends"),
+    }
     loop {
-        match client.read().expect("the server still serves the well-behaved client") {
+        let message = match client.read() {
+            Err(e) if interrupted(&e) => continue,
+            read => read.expect("the server still serves the well-behaved client"),
+        };
+        match message {
             Message::Binary(echo) => {
                 assert_eq!(&echo[..], &payload[..], "the echo is intact");
                 break;
