@@ -257,8 +257,13 @@ impl NetworkController {
     }
 
     /// Closes a connection or listener. Messages already queued for the connection are still
-    /// written (for a while); no event is reported for it afterwards, not even `Disconnected`.
-    /// Returns whether the resource existed.
+    /// written; no event is reported for it afterwards, not even `Disconnected`. Returns
+    /// whether the resource existed.
+    ///
+    /// Natively the close is graceful: after the queue (and, for `Ws`, a Close frame with code
+    /// 1000) the connection sends its end of stream and reads, dropping it, whatever the peer
+    /// still sends until the peer's own end (or `Ws` Close), so the kernel never resets it with
+    /// data in flight. That takes at most 10 s; the socket is closed then in any case.
     pub fn remove(&self, resource_id: ResourceId) -> bool {
         self.backend.remove(resource_id)
     }
