@@ -119,6 +119,7 @@ pub struct WsConnectConfig {
     pub(crate) ws: WsOptions,
     pub(crate) path: Option<String>,
     pub(crate) headers: Vec<(String, String)>,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))] // read only by the native TLS code
     pub(crate) tls: TlsConnectOptions,
 }
 

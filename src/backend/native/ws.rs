@@ -5,7 +5,7 @@ use super::stream::{Waiters, lock};
 use super::{Cx, Deadline, READ_BUDGET, Shared, State, connect_result, resolve, socket};
 use crate::adapters::StreamOptions;
 use crate::adapters::ws::{
-    DEFAULT_PATH, MessageKind, TlsConnectOptions, WsClose, WsConnectConfig, WsHandshake, WsOptions,
+    DEFAULT_PATH, MessageKind, WsClose, WsConnectConfig, WsHandshake, WsOptions,
 };
 use crate::network::{Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus};
 use mio::event::Event;
@@ -748,6 +748,7 @@ fn client_handshake(response: &Response) -> WsHandshake {
 struct Target {
     peer: Peer,
     url: String,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))] // wss:// is refused without TLS
     tls_host: Option<String>,
 }
 
@@ -865,20 +866,6 @@ fn request(url: &str, config: &WsConnectConfig) -> io::Result<Request> {
     Ok(request)
 }
 
-/// The client side of TLS, when connecting to `wss://`.
-#[cfg(feature = "tls")]
-fn tls_client(
-    tls: &TlsConnectOptions,
-    host: Option<&str>,
-) -> io::Result<Option<rustls::ClientConnection>> {
-    host.map(|host| super::tls::client(tls, host)).transpose()
-}
-
-#[cfg(not(feature = "tls"))]
-fn tls_client(_: &TlsConnectOptions, _: Option<&str>) -> io::Result<Option<()>> {
-    Ok(None)
-}
-
 /// Starts a `Ws` connect (or, with `sync`, completes it before returning).
 pub(crate) fn connect(
     shared: &Arc<Shared>,
@@ -892,13 +879,15 @@ pub(crate) fn connect(
     let url = &target.url;
     let context = |e| socket::context(e, format_args!("Ws connect to {url}"));
     let options: &StreamOptions = &config.options;
-    #[allow(unused_variables)] // without the `tls` feature there is nothing to keep
-    let tls = tls_client(&config.tls, target.tls_host.as_deref()).map_err(context)?;
     let start = ClientStart {
         request: request(url, &config)?,
         options: options.clone(),
+        // The client side of TLS, for wss:// (`target` refuses wss:// without the feature).
         #[cfg(feature = "tls")]
-        tls,
+        tls: (target.tls_host.as_deref())
+            .map(|host| super::tls::client(&config.tls, host))
+            .transpose()
+            .map_err(context)?,
         config: ws_config(&config.ws, options.send_queue_limit),
     };
     let endpoint = Endpoint::new(id, target.peer.endpoint_addr());

@@ -315,6 +315,15 @@ pub(crate) struct Trace {
 }
 
 impl Trace {
+    /// Writes a line stamped with the virtual time `now`, with `write`, straight into the
+    /// buffer.
+    fn line(&mut self, now: Duration, write: impl FnOnce(&mut String)) {
+        let (secs, micros) = (now.as_secs(), now.subsec_micros());
+        let _ = write!(self.text, "{secs:>5}.{micros:06} ");
+        write(&mut self.text);
+        self.ends.push(self.text.len());
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -406,18 +415,9 @@ impl Core {
 
     /// Writes a line of the trace, stamped with the virtual time.
     pub fn log(&mut self, line: std::fmt::Arguments<'_>) {
-        self.log_with(|text| {
+        self.trace.line(self.now, |text| {
             let _ = text.write_fmt(line);
         });
-    }
-
-    /// Writes a line of the trace with `write`, straight into the trace's buffer.
-    fn log_with(&mut self, write: impl FnOnce(&mut String)) {
-        let (secs, micros) = (self.now.as_secs(), self.now.subsec_micros());
-        let text = &mut self.trace.text;
-        let _ = write!(text, "{secs:>5}.{micros:06} ");
-        write(text);
-        self.trace.ends.push(text.len());
     }
 
     /// Queues `event` at `at`. Events at the same time run in an order drawn from the seed.
@@ -517,8 +517,8 @@ impl Core {
     }
 
     fn deliver(&mut self, node: NodeId, event: StoredNetEvent) {
-        let name = std::mem::take(&mut self.nodes[node].name);
-        self.log_with(|line| {
+        let name = &self.nodes[node].name;
+        self.trace.line(self.now, |line| {
             let _ = write!(line, "{name} <- {:?}", event.borrow());
             if let StoredNetEvent::Message(_, data) = &event {
                 // The first bytes, so a trace tells messages apart (and catches reordering).
@@ -531,7 +531,6 @@ impl Core {
                 }
             }
         });
-        self.nodes[node].name = name;
         self.delivered += 1;
         let inbox = &mut self.nodes[node].inbox;
         // Plain Tcp is a byte stream: bytes that arrived before the node reads are read
