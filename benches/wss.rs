@@ -31,7 +31,11 @@
 //! config as in `transports.rs`. The TLS handshake happens once per connection, before
 //! measuring: these numbers are the cost of encrypted traffic, not of connection set-up.
 
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{LOCALHOST, Pinger, Plan, STALL, measure_latency, member, payload};
+use criterion::{Criterion, Throughput};
 use portnet::adapters::ws::{WsConnectConfig, WsListenConfig};
 use portnet::network::{TransportConnect, TransportListen};
 use std::io::{self, Read, Write};
@@ -68,64 +72,18 @@ impl Kind {
 /// Bytes per throughput message.
 const MESSAGE_SIZE: usize = 64 * 1024;
 
-/// Sizes and times of one run.
-#[derive(Clone, Copy)]
-struct Plan {
-    quick: bool,
-    /// Messages per throughput round (one criterion iteration).
-    round_messages: usize,
-}
-
 impl Plan {
-    fn from_env() -> Self {
-        let quick = std::env::args().any(|arg| arg == "--quick")
-            || std::env::var_os("PORTNET_BENCH_QUICK").is_some_and(|v| v != "0" && !v.is_empty());
-        Plan { quick, round_messages: if quick { 16 } else { 256 } }
-    }
-
     fn round_bytes(self) -> u64 {
         (self.round_messages * MESSAGE_SIZE) as u64
     }
-
-    fn configure(self, group: &mut BenchmarkGroup<'_, WallTime>, throughput: bool) {
-        if self.quick {
-            // With `--quick` criterion stops at `measurement_time` at the latest.
-            group.sample_size(10);
-            group.warm_up_time(Duration::from_millis(50));
-            group.measurement_time(Duration::from_millis(300));
-        } else if throughput {
-            group.sampling_mode(SamplingMode::Flat);
-            group.sample_size(20);
-            group.warm_up_time(Duration::from_secs(1));
-            group.measurement_time(Duration::from_secs(4));
-        } else {
-            group.sample_size(100);
-            group.warm_up_time(Duration::from_secs(1));
-            group.measurement_time(Duration::from_secs(3));
-        }
-    }
 }
-
-/// Anything that blocks longer than this is a bug (a lost message, a dead peer).
-const STALL: Duration = Duration::from_secs(20);
-
-const LOCALHOST: &str = "127.0.0.1:0";
 
 /// The name clients verify the server's certificate against.
 const SERVER_NAME: &str = "localhost";
 
-/// One side of a latency measurement: sends one byte and waits for it to come back.
-trait Pinger {
-    fn round_trip(&mut self);
-}
-
 /// One side of a throughput measurement: sends one round and waits until it is received.
 trait Blaster {
     fn round(&mut self);
-}
-
-fn payload(size: usize) -> Vec<u8> {
-    (0..size).map(|i| (i % 251) as u8).collect()
 }
 
 /// The server's self-signed certificate and key, made once per run.
@@ -584,33 +542,12 @@ mod raw {
 // The cases.
 // ---------------------------------------------------------------------------------------------
 
-/// Runs one member of a group on a connection made once, on first use (not at all when a
-/// filter skips it), and closed before the next member starts.
-fn member<T: ?Sized>(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    name: &str,
-    make: impl Fn() -> Box<T>,
-    measure: impl Fn(&mut T, u64) -> Duration,
-) {
-    let mut subject: Option<Box<T>> = None;
-    group.bench_function(name, |b| {
-        let subject = subject.get_or_insert_with(&make);
-        b.iter_custom(|iters| measure(subject, iters));
-    });
-}
-
 fn latency(c: &mut Criterion) {
     let plan = Plan::from_env();
     for kind in Kind::ALL {
         let mut group = c.benchmark_group(format!("latency/{}", kind.name()));
         plan.configure(&mut group, false);
-        let measure = |pinger: &mut (dyn Pinger + 'static), iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                pinger.round_trip();
-            }
-            start.elapsed()
-        };
+        let measure = |pinger: &mut (dyn Pinger + 'static), iters| measure_latency(pinger, iters);
         let raw = || -> Box<dyn Pinger> { Box::new(raw::Echo::new(kind)) };
         member(&mut group, "raw", raw, measure);
         let portnet = || -> Box<dyn Pinger> { Box::new(with_portnet::Echo::new(kind)) };
