@@ -36,7 +36,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{LOCALHOST, Pinger, Plan, STALL, measure_latency, member, payload};
+use common::{LOCALHOST, Pinger, Plan, STALL, Watchdog, measure_latency, member, payload};
 use criterion::{Criterion, Throughput};
 use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -163,6 +163,7 @@ macro_rules! library {
                 endpoint: Endpoint,
                 /// Messages received so far (echoes or acknowledgements).
                 received: u64,
+                watchdog: Watchdog,
             }
 
             impl Client {
@@ -171,32 +172,34 @@ macro_rules! library {
                     // Not `connect_sync`: message-io's waits for a processor running on
                     // another thread; pump this one until the connection is ready instead.
                     let (endpoint, _) = controller.connect(transport(kind), addr).unwrap();
-                    let mut client = Client { controller, processor, endpoint, received: 0 };
+                    let watchdog = Watchdog::start("echo client");
+                    let mut client =
+                        Client { controller, processor, endpoint, received: 0, watchdog };
                     let deadline = Instant::now() + STALL;
                     while client.controller.is_ready(endpoint.resource_id()) != Some(true) {
                         assert!(Instant::now() < deadline, "could not connect to {addr}");
-                        client.pump(Duration::from_millis(100));
+                        client.pump(Some(Duration::from_millis(100)));
                     }
                     client
                 }
 
-                /// Waits for events (at most `timeout`), counting received messages.
-                fn pump(&mut self, timeout: Duration) {
+                /// Waits for events (at most `timeout`, forever if `None`), counting received messages.
+                fn pump(&mut self, timeout: Option<Duration>) {
                     let received = &mut self.received;
-                    self.processor.process_poll_event(Some(timeout), |event| {
+                    self.processor.process_poll_event(timeout, |event| {
                         if let NetEvent::Message(..) = event {
                             *received += 1;
                         }
                     });
                 }
 
-                /// Pumps until `count` messages have been received in all.
+                /// Pumps until `count` messages have been received in all, waiting without a
+                /// timeout as the plain socket does; the watchdog ends a run that hangs.
                 fn wait_for(&mut self, count: u64) {
-                    let deadline = Instant::now() + STALL;
                     while self.received < count {
-                        assert!(Instant::now() < deadline, "no answer from the server");
-                        self.pump(Duration::from_millis(100));
+                        self.pump(None);
                     }
+                    self.watchdog.progress(count);
                 }
 
                 /// Sends one message, pumping the network while its queue is full.
@@ -207,7 +210,7 @@ macro_rules! library {
                             SendStatus::Sent => return,
                             status if $queue_full(&status) => {
                                 assert!(Instant::now() < deadline, "send queue never drained");
-                                self.pump(Duration::from_millis(100));
+                                self.pump(Some(Duration::from_millis(100)));
                             }
                             status => panic!("send failed: {status:?}"),
                         }

@@ -34,7 +34,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{LOCALHOST, Pinger, Plan, STALL, measure_latency, member, payload};
+use common::{LOCALHOST, Pinger, Plan, STALL, Watchdog, measure_latency, member, payload};
 use criterion::{Criterion, Throughput};
 use portnet::adapters::ws::{WsConnectConfig, WsListenConfig};
 use portnet::network::{TransportConnect, TransportListen};
@@ -159,6 +159,7 @@ mod with_portnet {
         endpoint: Endpoint,
         /// Echoes received so far.
         received: u64,
+        watchdog: Watchdog,
     }
 
     impl Client {
@@ -166,32 +167,33 @@ mod with_portnet {
             let (controller, processor) = network::split();
             let (endpoint, _) =
                 controller.connect_with(connect_config(kind), kind.url(addr)).unwrap();
-            let mut client = Client { controller, processor, endpoint, received: 0 };
+            let watchdog = Watchdog::start("echo client");
+            let mut client = Client { controller, processor, endpoint, received: 0, watchdog };
             let deadline = Instant::now() + STALL;
             while client.controller.is_ready(endpoint.resource_id()) != Some(true) {
                 assert!(Instant::now() < deadline, "could not connect to {addr}");
-                client.pump(Duration::from_millis(100));
+                client.pump(Some(Duration::from_millis(100)));
             }
             client
         }
 
-        /// Waits for events (at most `timeout`), counting received messages.
-        fn pump(&mut self, timeout: Duration) {
+        /// Waits for events (at most `timeout`, forever if `None`), counting received messages.
+        fn pump(&mut self, timeout: Option<Duration>) {
             let received = &mut self.received;
-            self.processor.process_poll_event(Some(timeout), |event| {
+            self.processor.process_poll_event(timeout, |event| {
                 if let NetEvent::Message(..) = event {
                     *received += 1;
                 }
             });
         }
 
-        /// Pumps until `count` messages have been received in all.
+        /// Pumps until `count` messages have been received in all, waiting without a
+        /// timeout as the plain socket does; the watchdog ends a run that hangs.
         fn wait_for(&mut self, count: u64) {
-            let deadline = Instant::now() + STALL;
             while self.received < count {
-                assert!(Instant::now() < deadline, "no answer from the server");
-                self.pump(Duration::from_millis(100));
+                self.pump(None);
             }
+            self.watchdog.progress(count);
         }
 
         /// Sends one message, pumping the network while its queue is full.
@@ -202,7 +204,7 @@ mod with_portnet {
                     SendStatus::Sent => return,
                     SendStatus::QueueFull => {
                         assert!(Instant::now() < deadline, "send queue never drained");
-                        self.pump(Duration::from_millis(100));
+                        self.pump(Some(Duration::from_millis(100)));
                     }
                     status => panic!("send failed: {status:?}"),
                 }
