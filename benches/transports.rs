@@ -36,7 +36,11 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{LOCALHOST, Pinger, Plan, STALL, Watchdog, measure_latency, member, payload};
+use common::library::{library, portnet_queue_full, portnet_when_writable};
+use common::{
+    Blaster, LOCALHOST, Pinger, Plan, STALL, Watchdog, measure_latency, measure_rounds, member,
+    payload,
+};
 use criterion::{Criterion, Throughput};
 use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -81,41 +85,14 @@ impl Plan {
     }
 }
 
-/// One side of a throughput measurement: sends one round and waits until it is received.
-trait Blaster {
-    fn round(&mut self, round: u64);
-}
-
-/// Runs `iters` rounds; `next_round` numbers rounds across calls so `Udp` can tell them apart.
-fn measure_rounds(blaster: &mut dyn Blaster, next_round: &mut u64, iters: u64) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        blaster.round(*next_round);
-        *next_round += 1;
-    }
-    start.elapsed()
-}
-
 // ---------------------------------------------------------------------------------------------
-// portnet and message-io: the same code for both, since portnet keeps message-io's API.
+// portnet and message-io: the same code for both (`benches/common/library.rs`), since portnet
+// keeps message-io's API.
 // ---------------------------------------------------------------------------------------------
-
-/// Whether a portnet send was refused because the connection's queue is full.
-fn portnet_queue_full(status: &portnet::network::SendStatus) -> bool {
-    matches!(status, portnet::network::SendStatus::QueueFull)
-}
 
 /// message-io has no queue: its `send` spins until the socket takes everything.
 fn message_io_queue_full(_: &message_io::network::SendStatus) -> bool {
     false
-}
-
-/// Asks the node for a signal once the endpoint's send queue has room.
-fn portnet_when_writable(
-    handler: &portnet::node::NodeHandler<()>,
-    endpoint: portnet::network::Endpoint,
-) {
-    handler.signal_when_writable(endpoint, ());
 }
 
 fn message_io_when_writable(
@@ -125,291 +102,100 @@ fn message_io_when_writable(
     unreachable!("message-io never reports a full queue");
 }
 
-macro_rules! library {
-    ($module:ident, $krate:ident, $queue_full:path, $when_writable:path) => {
-        mod $module {
-            use super::*;
-            use $krate::network::{
-                self, Endpoint, NetEvent, NetworkController, NetworkProcessor, SendStatus,
-                Transport,
-            };
-            use $krate::node::{self, NodeEvent, NodeHandler, NodeTask};
-
-            fn transport(kind: Kind) -> Transport {
-                match kind {
-                    Kind::Tcp => Transport::Tcp,
-                    Kind::FramedTcp => Transport::FramedTcp,
-                    Kind::Udp => Transport::Udp,
-                    Kind::Ws => Transport::Ws,
-                }
+/// What this bench adds to the shared library side: listening and connecting by transport on
+/// loopback, and the `Udp` case.
+macro_rules! transports_items {
+    () => {
+        fn transport(kind: Kind) -> network::Transport {
+            match kind {
+                Kind::Tcp => network::Transport::Tcp,
+                Kind::FramedTcp => network::Transport::FramedTcp,
+                Kind::Udp => network::Transport::Udp,
+                Kind::Ws => network::Transport::Ws,
             }
+        }
 
-            /// A node on its own thread; stopped and joined on drop.
-            struct Server {
-                handler: NodeHandler<()>,
-                _task: NodeTask,
-            }
+        fn listen(controller: &NetworkController, kind: Kind) -> SocketAddr {
+            controller.listen(transport(kind), LOCALHOST).unwrap().1
+        }
 
-            impl Drop for Server {
-                fn drop(&mut self) {
-                    self.handler.stop();
-                }
-            }
+        fn connect(controller: &NetworkController, kind: Kind, addr: SocketAddr) -> Endpoint {
+            controller.connect(transport(kind), addr).unwrap().0
+        }
 
-            /// A connection driven on the bench thread with the low-level API.
-            struct Client {
-                controller: NetworkController,
-                processor: NetworkProcessor,
-                endpoint: Endpoint,
-                /// Messages received so far (echoes or acknowledgements).
-                received: u64,
-                watchdog: Watchdog,
-            }
-
-            impl Client {
-                fn connect(kind: Kind, addr: SocketAddr) -> Self {
-                    let (controller, processor) = network::split();
-                    // Not `connect_sync`: message-io's waits for a processor running on
-                    // another thread; pump this one until the connection is ready instead.
-                    let (endpoint, _) = controller.connect(transport(kind), addr).unwrap();
-                    let watchdog = Watchdog::start("echo client");
-                    let mut client =
-                        Client { controller, processor, endpoint, received: 0, watchdog };
-                    let deadline = Instant::now() + STALL;
-                    while client.controller.is_ready(endpoint.resource_id()) != Some(true) {
-                        assert!(Instant::now() < deadline, "could not connect to {addr}");
-                        client.pump(Some(Duration::from_millis(100)));
-                    }
-                    client
-                }
-
-                /// Waits for events (at most `timeout`, forever if `None`), counting received messages.
-                fn pump(&mut self, timeout: Option<Duration>) {
-                    let received = &mut self.received;
-                    self.processor.process_poll_event(timeout, |event| {
-                        if let NetEvent::Message(..) = event {
-                            *received += 1;
+        impl Sender {
+            /// Sends one datagram, retrying while the socket buffer is full.
+            fn send_datagram(&self, data: &[u8]) {
+                let deadline = Instant::now() + STALL;
+                loop {
+                    match self.handler.network().send(self.endpoint, data) {
+                        SendStatus::Sent => return,
+                        status if queue_full(&status) => {
+                            assert!(Instant::now() < deadline, "socket never drained");
+                            std::hint::spin_loop();
                         }
-                    });
-                }
-
-                /// Pumps until `count` messages have been received in all, waiting without a
-                /// timeout as the plain socket does; the watchdog ends a run that hangs.
-                fn wait_for(&mut self, count: u64) {
-                    while self.received < count {
-                        self.pump(None);
-                    }
-                    self.watchdog.progress(count);
-                }
-
-                /// Sends one message, pumping the network while its queue is full.
-                fn send(&mut self, data: &[u8]) {
-                    let deadline = Instant::now() + STALL;
-                    loop {
-                        match self.controller.send(self.endpoint, data) {
-                            SendStatus::Sent => return,
-                            status if $queue_full(&status) => {
-                                assert!(Instant::now() < deadline, "send queue never drained");
-                                self.pump(Some(Duration::from_millis(100)));
-                            }
-                            status => panic!("send failed: {status:?}"),
-                        }
+                        status => panic!("send failed: {status:?}"),
                     }
                 }
             }
+        }
 
-            pub struct Echo {
-                _server: Server,
-                client: Client,
-                echoes: u64,
-            }
+        /// A `Udp` socket whose receiver counts the current round's datagrams.
+        pub struct DatagramSink {
+            sender: Sender,
+            _server: Server,
+            message: Vec<u8>,
+            /// Rounds the receiver has completed.
+            done: Arc<AtomicU64>,
+        }
 
-            impl Echo {
-                pub fn new(kind: Kind) -> Self {
-                    let (handler, listener) = node::split::<()>();
-                    let (_, addr) = handler.network().listen(transport(kind), LOCALHOST).unwrap();
-                    let network = handler.clone();
-                    let task = listener.for_each_async(move |event| {
-                        if let NodeEvent::Network(NetEvent::Message(endpoint, data)) = event {
-                            network.network().send(endpoint, data);
-                        }
-                    });
-                    let client = Client::connect(kind, addr);
-                    Echo { _server: Server { handler, _task: task }, client, echoes: 0 }
-                }
-            }
-
-            impl Pinger for Echo {
-                fn round_trip(&mut self) {
-                    self.client.send(&[0xFF]);
-                    self.echoes += 1;
-                    self.client.wait_for(self.echoes);
-                }
-            }
-
-            /// The sending side of a throughput case: a node on its own thread (it connects,
-            /// and flushes queued messages as the socket drains) sent to from the bench thread.
-            struct Sender {
-                handler: NodeHandler<()>,
-                endpoint: Endpoint,
-                /// The node's `Signal`s: the send queue has room again.
-                writable: mpsc::Receiver<()>,
-                _task: NodeTask,
-            }
-
-            impl Sender {
-                fn connect(kind: Kind, addr: SocketAddr) -> Self {
-                    let (handler, listener) = node::split::<()>();
-                    let (connected_tx, connected) = mpsc::channel();
-                    let (writable_tx, writable) = mpsc::channel();
-                    let task = listener.for_each_async(move |event| match event {
-                        NodeEvent::Network(NetEvent::Connected(_, ok)) => {
-                            let _ = connected_tx.send(ok);
-                        }
-                        NodeEvent::Signal(()) => {
-                            let _ = writable_tx.send(());
-                        }
-                        NodeEvent::Network(_) => (),
-                    });
-                    let (endpoint, _) = handler.network().connect(transport(kind), addr).unwrap();
-                    assert_eq!(connected.recv_timeout(STALL), Ok(true), "connect to {addr}");
-                    Sender { handler, endpoint, writable, _task: task }
-                }
-
-                /// Sends one message; while the connection's queue is full, waits until the
-                /// node says it has room.
-                fn send(&self, data: &[u8]) {
-                    loop {
-                        match self.handler.network().send(self.endpoint, data) {
-                            SendStatus::Sent => return,
-                            status if $queue_full(&status) => {
-                                $when_writable(&self.handler, self.endpoint);
-                                self.writable.recv_timeout(STALL).expect("queue never drained");
-                            }
-                            status => panic!("send failed: {status:?}"),
-                        }
-                    }
-                }
-
-                /// Sends one datagram, retrying while the socket buffer is full.
-                fn send_datagram(&self, data: &[u8]) {
-                    let deadline = Instant::now() + STALL;
-                    loop {
-                        match self.handler.network().send(self.endpoint, data) {
-                            SendStatus::Sent => return,
-                            status if $queue_full(&status) => {
-                                assert!(Instant::now() < deadline, "socket never drained");
-                                std::hint::spin_loop();
-                            }
-                            status => panic!("send failed: {status:?}"),
-                        }
-                    }
-                }
-            }
-
-            impl Drop for Sender {
-                fn drop(&mut self) {
-                    self.handler.stop();
-                }
-            }
-
-            /// A stream connection whose receiver reports every `round_bytes` bytes it counts.
-            pub struct StreamSink {
-                sender: Sender,
-                _server: Server,
-                message: Vec<u8>,
-                messages: usize,
-                rounds: mpsc::Receiver<()>,
-            }
-
-            impl StreamSink {
-                pub fn new(kind: Kind, plan: Plan) -> Self {
-                    let round_bytes = plan.round_bytes(kind);
-                    let (handler, listener) = node::split::<()>();
-                    let (_, addr) = handler.network().listen(transport(kind), LOCALHOST).unwrap();
-                    let (rounds_tx, rounds) = mpsc::channel();
-                    let mut count = 0u64;
-                    let task = listener.for_each_async(move |event| {
-                        if let NodeEvent::Network(NetEvent::Message(_, data)) = event {
+        impl DatagramSink {
+            pub fn new(plan: Plan) -> Self {
+                let round_bytes = plan.round_bytes(Kind::Udp);
+                let (handler, listener) = node::split::<()>();
+                let addr = listen(handler.network(), Kind::Udp);
+                let done = Arc::new(AtomicU64::new(0));
+                let rounds = done.clone();
+                let (mut round, mut count) = (0u64, 0u64);
+                let task = listener.for_each_async(move |event| {
+                    if let NodeEvent::Network(NetEvent::Message(_, data)) = event {
+                        if data.first() == Some(&(round as u8)) {
                             count += data.len() as u64;
                             if count >= round_bytes {
-                                count -= round_bytes;
-                                let _ = rounds_tx.send(());
+                                (round, count) = (round + 1, 0);
+                                rounds.store(round, Ordering::Release);
                             }
                         }
-                    });
-                    StreamSink {
-                        sender: Sender::connect(kind, addr),
-                        _server: Server { handler, _task: task },
-                        message: payload(kind.message_size()),
-                        messages: plan.round_messages,
-                        rounds,
                     }
+                });
+                DatagramSink {
+                    sender: Sender::connect(Kind::Udp, addr),
+                    _server: Server { handler, _task: task },
+                    message: payload(Kind::Udp.message_size()),
+                    done,
                 }
             }
+        }
 
-            impl Blaster for StreamSink {
-                fn round(&mut self, _round: u64) {
-                    for _ in 0..self.messages {
-                        self.sender.send(&self.message);
-                    }
-                    self.rounds.recv_timeout(STALL).expect("the receiver stopped counting");
-                }
-            }
-
-            /// A `Udp` socket whose receiver counts the current round's datagrams.
-            pub struct DatagramSink {
-                sender: Sender,
-                _server: Server,
-                message: Vec<u8>,
-                /// Rounds the receiver has completed.
-                done: Arc<AtomicU64>,
-            }
-
-            impl DatagramSink {
-                pub fn new(plan: Plan) -> Self {
-                    let round_bytes = plan.round_bytes(Kind::Udp);
-                    let (handler, listener) = node::split::<()>();
-                    let (_, addr) = handler.network().listen(Transport::Udp, LOCALHOST).unwrap();
-                    let done = Arc::new(AtomicU64::new(0));
-                    let rounds = done.clone();
-                    let (mut round, mut count) = (0u64, 0u64);
-                    let task = listener.for_each_async(move |event| {
-                        if let NodeEvent::Network(NetEvent::Message(_, data)) = event {
-                            if data.first() == Some(&(round as u8)) {
-                                count += data.len() as u64;
-                                if count >= round_bytes {
-                                    (round, count) = (round + 1, 0);
-                                    rounds.store(round, Ordering::Release);
-                                }
-                            }
-                        }
-                    });
-                    DatagramSink {
-                        sender: Sender::connect(Kind::Udp, addr),
-                        _server: Server { handler, _task: task },
-                        message: payload(Kind::Udp.message_size()),
-                        done,
-                    }
-                }
-            }
-
-            impl Blaster for DatagramSink {
-                fn round(&mut self, round: u64) {
-                    self.message[0] = round as u8;
-                    let deadline = Instant::now() + STALL;
-                    while self.done.load(Ordering::Acquire) <= round {
-                        self.sender.send_datagram(&self.message);
-                        assert!(Instant::now() < deadline, "the receiver stopped counting");
-                    }
+        impl Blaster for DatagramSink {
+            fn round(&mut self, round: u64) {
+                self.message[0] = round as u8;
+                let deadline = Instant::now() + STALL;
+                while self.done.load(Ordering::Acquire) <= round {
+                    self.sender.send_datagram(&self.message);
+                    assert!(Instant::now() < deadline, "the receiver stopped counting");
                 }
             }
         }
     };
 }
 
-library!(with_portnet, portnet, portnet_queue_full, portnet_when_writable);
-library!(with_message_io, message_io, message_io_queue_full, message_io_when_writable);
+library!(with_portnet, portnet, portnet_queue_full, portnet_when_writable, {
+    transports_items!();
+});
+library!(with_message_io, message_io, message_io_queue_full, message_io_when_writable, {
+    transports_items!();
+});
 
 // ---------------------------------------------------------------------------------------------
 // Raw blocking std sockets.

@@ -34,10 +34,14 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{LOCALHOST, Pinger, Plan, STALL, Watchdog, measure_latency, member, payload};
+use common::library::{library, portnet_queue_full, portnet_when_writable};
+use common::{
+    Blaster, LOCALHOST, Pinger, Plan, STALL, Watchdog, measure_latency, measure_rounds, member,
+    payload,
+};
 use criterion::{Criterion, Throughput};
 use portnet::adapters::ws::{WsConnectConfig, WsListenConfig};
-use portnet::network::{TransportConnect, TransportListen};
+use portnet::network::{Transport, TransportConnect, TransportListen};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, OnceLock, mpsc};
@@ -72,19 +76,20 @@ impl Kind {
 /// Bytes per throughput message.
 const MESSAGE_SIZE: usize = 64 * 1024;
 
+impl Kind {
+    fn message_size(self) -> usize {
+        MESSAGE_SIZE
+    }
+}
+
 impl Plan {
-    fn round_bytes(self) -> u64 {
-        (self.round_messages * MESSAGE_SIZE) as u64
+    fn round_bytes(self, kind: Kind) -> u64 {
+        (self.round_messages * kind.message_size()) as u64
     }
 }
 
 /// The name clients verify the server's certificate against.
 const SERVER_NAME: &str = "localhost";
-
-/// One side of a throughput measurement: sends one round and waits until it is received.
-trait Blaster {
-    fn round(&mut self);
-}
 
 /// The server's self-signed certificate and key, made once per run.
 struct Identity {
@@ -113,230 +118,35 @@ fn identity() -> &'static Identity {
 // portnet.
 // ---------------------------------------------------------------------------------------------
 
-mod with_portnet {
-    use super::*;
-    use portnet::network::{
-        self, Endpoint, NetEvent, NetworkController, NetworkProcessor, SendStatus, Transport,
-    };
-    use portnet::node::{self, NodeEvent, NodeHandler, NodeTask};
-
-    fn listen_config(kind: Kind) -> TransportListen {
-        match kind {
-            Kind::Ws => Transport::Ws.into(),
-            Kind::Wss => {
-                let id = identity();
-                WsListenConfig::default().with_tls(id.cert_pem.clone(), id.key_pem.clone()).into()
-            }
-        }
-    }
-
-    fn connect_config(kind: Kind) -> TransportConnect {
-        match kind {
-            Kind::Ws => Transport::Ws.into(),
-            Kind::Wss => WsConnectConfig::default()
-                .with_root_certificate(identity().cert_pem.clone())
-                .with_server_name(SERVER_NAME)
-                .into(),
-        }
-    }
-
-    /// A node on its own thread; stopped and joined on drop.
-    struct Server {
-        handler: NodeHandler<()>,
-        _task: NodeTask,
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            self.handler.stop();
-        }
-    }
-
-    /// A connection driven on the bench thread with the low-level API.
-    struct Client {
-        controller: NetworkController,
-        processor: NetworkProcessor,
-        endpoint: Endpoint,
-        /// Echoes received so far.
-        received: u64,
-        watchdog: Watchdog,
-    }
-
-    impl Client {
-        fn connect(kind: Kind, addr: SocketAddr) -> Self {
-            let (controller, processor) = network::split();
-            let (endpoint, _) =
-                controller.connect_with(connect_config(kind), kind.url(addr)).unwrap();
-            let watchdog = Watchdog::start("echo client");
-            let mut client = Client { controller, processor, endpoint, received: 0, watchdog };
-            let deadline = Instant::now() + STALL;
-            while client.controller.is_ready(endpoint.resource_id()) != Some(true) {
-                assert!(Instant::now() < deadline, "could not connect to {addr}");
-                client.pump(Some(Duration::from_millis(100)));
-            }
-            client
-        }
-
-        /// Waits for events (at most `timeout`, forever if `None`), counting received messages.
-        fn pump(&mut self, timeout: Option<Duration>) {
-            let received = &mut self.received;
-            self.processor.process_poll_event(timeout, |event| {
-                if let NetEvent::Message(..) = event {
-                    *received += 1;
-                }
-            });
-        }
-
-        /// Pumps until `count` messages have been received in all, waiting without a
-        /// timeout as the plain socket does; the watchdog ends a run that hangs.
-        fn wait_for(&mut self, count: u64) {
-            while self.received < count {
-                self.pump(None);
-            }
-            self.watchdog.progress(count);
-        }
-
-        /// Sends one message, pumping the network while its queue is full.
-        fn send(&mut self, data: &[u8]) {
-            let deadline = Instant::now() + STALL;
-            loop {
-                match self.controller.send(self.endpoint, data) {
-                    SendStatus::Sent => return,
-                    SendStatus::QueueFull => {
-                        assert!(Instant::now() < deadline, "send queue never drained");
-                        self.pump(Some(Duration::from_millis(100)));
-                    }
-                    status => panic!("send failed: {status:?}"),
-                }
-            }
-        }
-    }
-
-    pub struct Echo {
-        _server: Server,
-        client: Client,
-        echoes: u64,
-    }
-
-    impl Echo {
-        pub fn new(kind: Kind) -> Self {
-            let (handler, listener) = node::split::<()>();
-            let (_, addr) = handler.network().listen_with(listen_config(kind), LOCALHOST).unwrap();
-            let network = handler.clone();
-            let task = listener.for_each_async(move |event| {
-                if let NodeEvent::Network(NetEvent::Message(endpoint, data)) = event {
-                    network.network().send(endpoint, data);
-                }
-            });
-            let client = Client::connect(kind, addr);
-            Echo { _server: Server { handler, _task: task }, client, echoes: 0 }
-        }
-    }
-
-    impl Pinger for Echo {
-        fn round_trip(&mut self) {
-            self.client.send(&[0xFF]);
-            self.echoes += 1;
-            self.client.wait_for(self.echoes);
-        }
-    }
-
-    /// The sending side of a throughput case: a node on its own thread (it connects, and
-    /// flushes queued messages as the socket drains) sent to from the bench thread.
-    struct Sender {
-        handler: NodeHandler<()>,
-        endpoint: Endpoint,
-        /// The node's `Signal`s: the send queue has room again.
-        writable: mpsc::Receiver<()>,
-        _task: NodeTask,
-    }
-
-    impl Sender {
-        fn connect(kind: Kind, addr: SocketAddr) -> Self {
-            let (handler, listener) = node::split::<()>();
-            let (connected_tx, connected) = mpsc::channel();
-            let (writable_tx, writable) = mpsc::channel();
-            let task = listener.for_each_async(move |event| match event {
-                NodeEvent::Network(NetEvent::Connected(_, ok)) => {
-                    let _ = connected_tx.send(ok);
-                }
-                NodeEvent::Signal(()) => {
-                    let _ = writable_tx.send(());
-                }
-                NodeEvent::Network(_) => (),
-            });
-            let network = handler.network();
-            let (endpoint, _) = network.connect_with(connect_config(kind), kind.url(addr)).unwrap();
-            assert_eq!(connected.recv_timeout(STALL), Ok(true), "connect to {addr}");
-            Sender { handler, endpoint, writable, _task: task }
-        }
-
-        /// Sends one message; while the connection's queue is full, waits until the node
-        /// says it has room.
-        fn send(&self, data: &[u8]) {
-            loop {
-                match self.handler.network().send(self.endpoint, data) {
-                    SendStatus::Sent => return,
-                    SendStatus::QueueFull => {
-                        self.handler.signal_when_writable(self.endpoint, ());
-                        self.writable.recv_timeout(STALL).expect("queue never drained");
-                    }
-                    status => panic!("send failed: {status:?}"),
-                }
-            }
-        }
-    }
-
-    impl Drop for Sender {
-        fn drop(&mut self) {
-            self.handler.stop();
-        }
-    }
-
-    /// A connection whose receiver reports every `round_bytes` bytes it counts.
-    pub struct StreamSink {
-        sender: Sender,
-        _server: Server,
-        message: Vec<u8>,
-        messages: usize,
-        rounds: mpsc::Receiver<()>,
-    }
-
-    impl StreamSink {
-        pub fn new(kind: Kind, plan: Plan) -> Self {
-            let round_bytes = plan.round_bytes();
-            let (handler, listener) = node::split::<()>();
-            let (_, addr) = handler.network().listen_with(listen_config(kind), LOCALHOST).unwrap();
-            let (rounds_tx, rounds) = mpsc::channel();
-            let mut count = 0u64;
-            let task = listener.for_each_async(move |event| {
-                if let NodeEvent::Network(NetEvent::Message(_, data)) = event {
-                    count += data.len() as u64;
-                    if count >= round_bytes {
-                        count -= round_bytes;
-                        let _ = rounds_tx.send(());
-                    }
-                }
-            });
-            StreamSink {
-                sender: Sender::connect(kind, addr),
-                _server: Server { handler, _task: task },
-                message: payload(MESSAGE_SIZE),
-                messages: plan.round_messages,
-                rounds,
-            }
-        }
-    }
-
-    impl Blaster for StreamSink {
-        fn round(&mut self) {
-            for _ in 0..self.messages {
-                self.sender.send(&self.message);
-            }
-            self.rounds.recv_timeout(STALL).expect("the receiver stopped counting");
+fn listen_config(kind: Kind) -> TransportListen {
+    match kind {
+        Kind::Ws => Transport::Ws.into(),
+        Kind::Wss => {
+            let id = identity();
+            WsListenConfig::default().with_tls(id.cert_pem.clone(), id.key_pem.clone()).into()
         }
     }
 }
+
+fn connect_config(kind: Kind) -> TransportConnect {
+    match kind {
+        Kind::Ws => Transport::Ws.into(),
+        Kind::Wss => WsConnectConfig::default()
+            .with_root_certificate(identity().cert_pem.clone())
+            .with_server_name(SERVER_NAME)
+            .into(),
+    }
+}
+
+library!(with_portnet, portnet, portnet_queue_full, portnet_when_writable, {
+    fn listen(controller: &NetworkController, kind: Kind) -> SocketAddr {
+        controller.listen_with(listen_config(kind), LOCALHOST).unwrap().1
+    }
+
+    fn connect(controller: &NetworkController, kind: Kind, addr: SocketAddr) -> Endpoint {
+        controller.connect_with(connect_config(kind), kind.url(addr)).unwrap().0
+    }
+});
 
 // ---------------------------------------------------------------------------------------------
 // Raw: blocking tungstenite over std sockets, through rustls for `Wss`.
@@ -508,7 +318,7 @@ mod raw {
 
     impl Sink {
         pub fn new(kind: Kind, plan: Plan) -> Self {
-            let round_bytes = plan.round_bytes();
+            let round_bytes = plan.round_bytes(kind);
             let (rounds_tx, rounds) = mpsc::channel();
             let (ws, mut server) = ws_pair(kind);
             let thread = spawn("raw-sink", move || {
@@ -531,7 +341,7 @@ mod raw {
     }
 
     impl Blaster for Sink {
-        fn round(&mut self) {
+        fn round(&mut self, _round: u64) {
             for _ in 0..self.messages {
                 self.conn.ws.send(Message::Binary(self.bytes.clone())).unwrap();
             }
@@ -563,14 +373,9 @@ fn throughput(c: &mut Criterion) {
     for kind in Kind::ALL {
         let mut group = c.benchmark_group(format!("throughput/{}", kind.name()));
         plan.configure(&mut group, true);
-        group.throughput(Throughput::Bytes(plan.round_bytes()));
-        let measure = |blaster: &mut (dyn Blaster + 'static), iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                blaster.round();
-            }
-            start.elapsed()
-        };
+        group.throughput(Throughput::Bytes(plan.round_bytes(kind)));
+        let measure =
+            |blaster: &mut (dyn Blaster + 'static), iters| measure_rounds(blaster, &mut 0, iters);
         let raw = || -> Box<dyn Blaster> { Box::new(raw::Sink::new(kind, plan)) };
         member(&mut group, "raw", raw, measure);
         let portnet =

@@ -2,6 +2,8 @@
 //! sizes and times, the watchdog, and how a group's members are run.
 #![allow(dead_code)] // each bench uses its own part
 
+pub mod library;
+
 use criterion::{BenchmarkGroup, SamplingMode, measurement::WallTime};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,6 +94,23 @@ impl Drop for Watchdog {
             let _ = thread.join();
         }
     }
+}
+
+/// One side of a throughput measurement: sends one round and waits until it is received.
+pub trait Blaster {
+    /// Sends round `round` (rounds are numbered so that late datagrams of an earlier one can
+    /// be told apart).
+    fn round(&mut self, round: u64);
+}
+
+/// Runs `iters` rounds; `next_round` numbers rounds across calls.
+pub fn measure_rounds(blaster: &mut dyn Blaster, next_round: &mut u64, iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        blaster.round(*next_round);
+        *next_round += 1;
+    }
+    start.elapsed()
 }
 
 /// One side of a latency measurement: sends one byte and waits for it to come back.
