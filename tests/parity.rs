@@ -3,6 +3,7 @@
 
 mod util;
 
+use portnet::adapters::ws::MessageKind;
 use portnet::network::{Endpoint, NetEvent, SendStatus, Transport};
 use portnet::node::{self, NodeEvent, NodeHandler, NodeListener};
 use portnet::sim::World;
@@ -21,6 +22,8 @@ struct Report {
     connected: Vec<bool>,
     /// Signals in the order they arrived.
     signals: Vec<u32>,
+    /// Messages as each side read them: "side kind text".
+    kinds: Vec<String>,
     done: bool,
 }
 
@@ -299,6 +302,84 @@ parity!(refused_tcp, |b| refused(b, Transport::Tcp));
 parity!(refused_framed_tcp, |b| refused(b, Transport::FramedTcp));
 parity!(refused_ws, |b| refused(b, Transport::Ws));
 parity!(timers_in_order, timers);
+
+/// Text and binary messages keep their kind end to end on `Ws` (text frames); the other
+/// transports carry bytes, so `send_text` arrives as binary there.
+fn message_kinds(backend: Backend, transport: Transport) {
+    let report = Shared::default();
+    let target = Arc::new(Mutex::new(String::new()));
+    let record = |report: &Shared, side: &str, kind: MessageKind, data: &[u8]| {
+        let line = format!("{side} {kind:?} {}", String::from_utf8_lossy(data));
+        report.update(|r| r.kinds.push(line));
+    };
+    let server = {
+        let (report, place) = (report.clone(), place(backend));
+        move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
+            let (_, addr) = handler.network().listen(transport, place.listen).unwrap();
+            report.update(|r| r.server_addr = Some(addr.to_string()));
+            listener.for_each(|event| {
+                if let NodeEvent::Network(NetEvent::Message(endpoint, data)) = event {
+                    let kind = handler.network().message_kind(endpoint);
+                    record(&report, "server", kind, data);
+                    let status = match kind {
+                        MessageKind::Text => {
+                            let text = std::str::from_utf8(data).expect("a text frame is UTF-8");
+                            handler.network().send_text(endpoint, text)
+                        }
+                        MessageKind::Binary => handler.network().send(endpoint, data),
+                    };
+                    assert_eq!(status, SendStatus::Sent, "echo");
+                }
+            });
+        }
+    };
+    let client = {
+        let (report, target) = (report.clone(), target.clone());
+        move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
+            let target = target.lock().unwrap().clone();
+            handler.network().connect(transport, target.as_str()).unwrap();
+            handler.signals().send_with_timer(GIVE_UP, Duration::from_secs(20));
+            let mut echoes = 0;
+            listener.for_each(|event| match event {
+                NodeEvent::Network(NetEvent::Connected(endpoint, ok)) => {
+                    assert!(ok, "connect");
+                    let network = handler.network();
+                    assert_eq!(network.send_text(endpoint, "hello"), SendStatus::Sent);
+                    assert_eq!(network.send(endpoint, b"bytes"), SendStatus::Sent);
+                    assert_eq!(network.send_text(endpoint, "bye"), SendStatus::Sent);
+                }
+                NodeEvent::Network(NetEvent::Message(endpoint, data)) => {
+                    record(&report, "client", handler.network().message_kind(endpoint), data);
+                    echoes += 1;
+                    if echoes == 3 {
+                        handler.stop();
+                    }
+                }
+                NodeEvent::Signal(GIVE_UP) => handler.stop(),
+                other => panic!("client got {other:?}"),
+            });
+        }
+    };
+    run(backend, server, client, &report, &target);
+    let text = if transport == Transport::Ws { "Text" } else { "Binary" };
+    let expected: Vec<String> = ["server", "client"]
+        .iter()
+        .flat_map(|side| {
+            [
+                format!("{side} {text} hello"),
+                format!("{side} Binary bytes"),
+                format!("{side} {text} bye"),
+            ]
+        })
+        .collect();
+    let mut kinds = report.take().kinds;
+    // Each side's own order is fixed; how the two interleave is not.
+    kinds.sort_by_key(|line| !line.starts_with("server"));
+    assert_eq!(kinds, expected, "{backend:?} {transport}");
+}
+
+parity!(message_kinds_ws, |b| message_kinds(b, Transport::Ws));
+parity!(message_kinds_framed_tcp, |b| message_kinds(b, Transport::FramedTcp));
 
 /// The other listener modes, on each backend's time.
 fn listener_modes(backend: Backend) {

@@ -91,9 +91,8 @@ impl Controller {
         match self {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Self::Native(d) => d.send_text(endpoint, text),
-            // The simulated network carries the bytes: its peers read them as binary.
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Sim(d) => d.send(endpoint, text.as_bytes()),
+            Self::Sim(d) => d.send_text(endpoint, text),
             #[cfg(all(target_family = "wasm", target_os = "unknown"))]
             Self::Browser(d) => d.send_text(endpoint, text),
         }
@@ -104,7 +103,7 @@ impl Controller {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Self::Native(d) => d.message_kind(endpoint),
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Sim(_) => MessageKind::Binary,
+            Self::Sim(d) => d.message_kind(endpoint),
             #[cfg(all(target_family = "wasm", target_os = "unknown"))]
             Self::Browser(d) => d.message_kind(endpoint),
         }

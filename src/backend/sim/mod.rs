@@ -8,6 +8,7 @@
 
 pub(crate) mod world;
 
+use crate::adapters::ws::MessageKind;
 use crate::network::{
     Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, StoredNetEvent, TransportConnect,
     TransportListen,
@@ -177,7 +178,20 @@ impl Controller {
     }
 
     pub fn send(&self, endpoint: Endpoint, data: &[u8]) -> SendStatus {
-        self.core().send(self.node, endpoint, data)
+        self.core().send(self.node, endpoint, data, MessageKind::Binary)
+    }
+
+    /// A text frame on `Ws` (read as text by the peer); bytes on the other transports.
+    pub fn send_text(&self, endpoint: Endpoint, text: &str) -> SendStatus {
+        self.core().send(self.node, endpoint, text.as_bytes(), MessageKind::Text)
+    }
+
+    /// Whether the message being handled now on `endpoint` came as a text frame.
+    pub fn message_kind(&self, endpoint: Endpoint) -> MessageKind {
+        match self.core().nodes[self.node].text_in_hand {
+            Some(text) if text == endpoint => MessageKind::Text,
+            _ => MessageKind::Binary,
+        }
     }
 
     pub fn remove(&self, id: ResourceId) -> bool {
@@ -256,6 +270,10 @@ impl Controller {
 }
 
 impl Processor {
+    fn set_text_in_hand(&self, endpoint: Option<Endpoint>) {
+        self.controller.core().nodes[self.controller.node].text_in_hand = endpoint;
+    }
+
     pub fn process_poll_event(
         &mut self,
         timeout: Option<Duration>,
@@ -263,15 +281,22 @@ impl Processor {
     ) {
         self.controller.wait(timeout);
         let events = std::mem::take(&mut self.controller.core().nodes[self.controller.node].inbox);
-        for event in &events {
+        for (event, kind) in &events {
             // Nothing for a resource the application removed while handling this batch.
             let endpoint = match event {
                 StoredNetEvent::Connected(e, _)
                 | StoredNetEvent::Accepted(e, _)
                 | StoredNetEvent::Message(e, _)
-                | StoredNetEvent::Disconnected(e) => e,
+                | StoredNetEvent::Disconnected(e) => *e,
             };
-            if !self.controller.was_removed(endpoint.resource_id()) {
+            if self.controller.was_removed(endpoint.resource_id()) {
+                continue;
+            }
+            if *kind == MessageKind::Text {
+                self.set_text_in_hand(Some(endpoint));
+                callback(event.borrow());
+                self.set_text_in_hand(None);
+            } else {
                 callback(event.borrow());
             }
         }

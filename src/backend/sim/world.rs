@@ -3,6 +3,7 @@
 //! nodes; everything random is drawn from one seeded generator, so a seed replays a run.
 
 use crate::adapters::udp::MAX_LOCAL_PAYLOAD_LEN;
+use crate::adapters::ws::MessageKind;
 use crate::network::resource_id::ResourceIdGenerator;
 use crate::network::{
     Endpoint, RemoteAddr, ResourceId, ResourceType, SendStatus, StoredNetEvent, Transport,
@@ -193,6 +194,7 @@ pub(crate) enum Ev {
         from: usize,
         seq: u64,
         data: Vec<u8>,
+        kind: MessageKind,
     },
     /// The connection ended at side `from` (closed or reset): the other side is told.
     Fin {
@@ -236,7 +238,12 @@ pub(crate) struct NodeState {
     pub paused: bool,
     /// Bumped on crash and restart: events for an older life are dropped.
     pub life: u64,
-    pub inbox: VecDeque<StoredNetEvent>,
+    /// Events for the application, each with its message's kind (`Text` for a `Ws` text
+    /// frame, `Binary` otherwise).
+    pub inbox: VecDeque<(StoredNetEvent, MessageKind)>,
+    /// The `Ws` text message the application is handling now, if it is one: what
+    /// `message_kind` answers during that callback.
+    pub text_in_hand: Option<Endpoint>,
     resources: BTreeMap<ResourceId, Res>,
     ports: BTreeMap<(bool, u16), ResourceId>,
     next_port: u16,
@@ -468,6 +475,7 @@ impl Core {
             paused: false,
             life: 0,
             inbox: VecDeque::new(),
+            text_in_hand: None,
             resources: BTreeMap::new(),
             ports: BTreeMap::new(),
             next_port: EPHEMERAL_PORTS,
@@ -489,6 +497,7 @@ impl Core {
         let state = &mut self.nodes[node];
         state.life += 1;
         state.inbox.clear();
+        state.text_in_hand = None;
         state.wake = None;
         state.ports.clear();
         state.next_port = EPHEMERAL_PORTS;
@@ -517,12 +526,16 @@ impl Core {
     }
 
     fn deliver(&mut self, node: NodeId, event: StoredNetEvent) {
+        self.deliver_kind(node, event, MessageKind::Binary);
+    }
+
+    fn deliver_kind(&mut self, node: NodeId, event: StoredNetEvent, kind: MessageKind) {
         let name = &self.nodes[node].name;
         self.trace.line(self.now, |line| {
             let _ = write!(line, "{name} <- {:?}", event.borrow());
             if let StoredNetEvent::Message(_, data) = &event {
                 // The first bytes, so a trace tells messages apart (and catches reordering).
-                line.push_str(": ");
+                line.push_str(if kind == MessageKind::Text { " (text): " } else { ": " });
                 for byte in data.iter().take(16) {
                     let _ = write!(line, "{byte:02x}");
                 }
@@ -537,7 +550,7 @@ impl Core {
         // together, as from a socket (with the seeded cuts, this catches framing bugs).
         if let (
             StoredNetEvent::Message(endpoint, data),
-            Some(StoredNetEvent::Message(last, buffered)),
+            Some((StoredNetEvent::Message(last, buffered), _)),
         ) = (&event, inbox.back_mut())
         {
             if endpoint == last && endpoint.transport() == Transport::Tcp {
@@ -545,7 +558,7 @@ impl Core {
                 return;
             }
         }
-        inbox.push_back(event);
+        inbox.push_back((event, kind));
         if !self.to_run.contains(&node) {
             self.to_run.push(node);
         }
@@ -715,11 +728,18 @@ impl Core {
         Ok((endpoint, local))
     }
 
-    pub fn send(&mut self, node: NodeId, endpoint: Endpoint, data: &[u8]) -> SendStatus {
+    /// Sends `data`; `kind` matters to `Ws` only (a text frame), as natively.
+    pub fn send(
+        &mut self,
+        node: NodeId,
+        endpoint: Endpoint,
+        data: &[u8],
+        kind: MessageKind,
+    ) -> SendStatus {
         let id = endpoint.resource_id();
         match self.nodes[node].resources.get(&id) {
             None | Some(Res::Listener { .. }) => SendStatus::ResourceNotFound,
-            Some(&Res::Stream { conn, side }) => self.send_stream(conn, side, data),
+            Some(&Res::Stream { conn, side }) => self.send_stream(conn, side, data, kind),
             Some(&Res::Udp { port, peer, group }) => {
                 if data.len() > MAX_LOCAL_PAYLOAD_LEN {
                     return SendStatus::MaxPacketSizeExceeded;
@@ -733,7 +753,13 @@ impl Core {
         }
     }
 
-    fn send_stream(&mut self, conn: u64, side: usize, data: &[u8]) -> SendStatus {
+    fn send_stream(
+        &mut self,
+        conn: u64,
+        side: usize,
+        data: &[u8],
+        kind: MessageKind,
+    ) -> SendStatus {
         let Some(c) = self.conns.get(&conn) else { return SendStatus::ResourceNotFound };
         if c.closed[side] || c.closed[1 - side] && !c.open[side] {
             return SendStatus::ResourceNotFound;
@@ -751,6 +777,8 @@ impl Core {
             return SendStatus::QueueFull;
         }
         let (transport, from, to) = (c.transport, c.ends[side].node, c.ends[1 - side].node);
+        // Only WebSocket frames have a kind; the other transports carry bytes.
+        let kind = if transport == Transport::Ws { kind } else { MessageKind::Binary };
         // Plain Tcp is a byte stream: cut it at seeded points to catch framing bugs.
         let mut pieces = Vec::new();
         if transport == Transport::Tcp && data.len() > 1 && self.chance(0.5) {
@@ -793,6 +821,7 @@ impl Core {
                 from: side,
                 seq,
                 data: piece,
+                kind,
             });
         }
         SendStatus::Sent
@@ -892,7 +921,9 @@ impl Core {
             }
             match event {
                 Ev::SynAck { conn, .. } => self.on_syn_ack(conn),
-                Ev::Segment { conn, from, data, .. } => self.on_segment(conn, from, data),
+                Ev::Segment { conn, from, data, kind, .. } => {
+                    self.on_segment(conn, from, data, kind)
+                }
                 Ev::Fin { conn, from, .. } => self.on_fin(conn, from),
                 _ => (),
             }
@@ -1040,12 +1071,12 @@ impl Core {
         let orphans: Vec<ResourceId> = state
             .inbox
             .iter()
-            .filter_map(|event| match event {
+            .filter_map(|(event, _)| match event {
                 StoredNetEvent::Accepted(e, listener) if *listener == id => Some(e.resource_id()),
                 _ => None,
             })
             .collect();
-        state.inbox.retain(|event| {
+        state.inbox.retain(|(event, _)| {
             let (StoredNetEvent::Connected(e, _)
             | StoredNetEvent::Accepted(e, _)
             | StoredNetEvent::Message(e, _)
@@ -1268,9 +1299,9 @@ impl Core {
         Some((end.node, end.id?, c.ends[from].addr))
     }
 
-    fn on_segment(&mut self, conn: u64, from: usize, data: Vec<u8>) {
+    fn on_segment(&mut self, conn: u64, from: usize, data: Vec<u8>, kind: MessageKind) {
         let Some((node, id, peer)) = self.receiver(conn, from) else { return };
-        self.deliver(node, StoredNetEvent::Message(Endpoint::new(id, peer), data));
+        self.deliver_kind(node, StoredNetEvent::Message(Endpoint::new(id, peer), data), kind);
     }
 
     fn on_fin(&mut self, conn: u64, from: usize) {
