@@ -87,8 +87,8 @@ def connect(node, t, target, idx=0):
     return [0, node, 2, t, target] + list(struct.pack("<H", idx))
 
 
-def send(node, pick, size, count, how=0, delay=0):
-    op = [4] + list(struct.pack("<H", size)) + [pick, count]
+def send(node, pick, size, count, how=0, delay=0, text=0):
+    op = [4] + list(struct.pack("<H", size)) + [pick, count, text]
     if how == 1:
         return [6, node] + op
     if how == 2:
@@ -110,7 +110,8 @@ def steps(n):
 
 for t, name in [(TCP, "tcp"), (FRAMED, "framed"), (UDP, "udp"), (WS, "ws")]:
     ops = (listen(0, t) + connect(1, t, 0) + advance(50) + send(1, 0, 40, 3) + advance(50)
-           + send(0, 0, 10, 2) + send(1, 0, 200, 1, how=1) + steps(5) + advance(300))
+           + send(0, 0, 10, 2, text=1) + send(1, 0, 200, 1, how=1, text=1) + steps(5)
+           + advance(300))
     write("sim_ops", f"echo-{name}", list(struct.pack("<H", 7)) + [0] + ops)
     ops = (listen(0, t) + connect(1, t, 0) + connect(2, t, 0) + advance(50)
            + [10, 1, 0] + send(1, 0, 30, 4) + advance(400) + [12] + send(2, 0, 30, 2)

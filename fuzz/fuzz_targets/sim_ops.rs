@@ -1,8 +1,8 @@
 //! The whole node API driven in the simulator by an arbitrary sequence of operations, over all
-//! four transports: listen, connect, send, remove and stop (from the test's thread, from inside
-//! the node through a signal, or later through a timer), crash, restart, partitions (both ways
-//! and one way), heal, reset, hold/release, pause/resume, link settings (latency, jitter, loss,
-//! duplication), stepping and advancing virtual time.
+//! four transports: listen, connect, send (binary, or text on `Ws`), remove and stop (from the
+//! test's thread, from inside the node through a signal, or later through a timer), crash,
+//! restart, partitions (both ways and one way), heal, reset, hold/release, pause/resume, link
+//! settings (latency, jitter, loss, duplication), stepping and advancing virtual time.
 //!
 //! Checked on every input:
 //! - nothing panics (a node's panic fails the world's run, which panics: libFuzzer reports it);
@@ -11,6 +11,8 @@
 //!   `Accepted` for a listener that was removed; `Connected(ep, false)` ends the endpoint;
 //! - every message arrives intact (each payload names its stream, sequence number and length,
 //!   and its bytes are a function of those); `Udp` may lose, duplicate and reorder, never corrupt;
+//! - a `Ws` message sent with `send_text` is read as `MessageKind::Text`, every other message
+//!   as `Binary` (text frames carry the payload in hex);
 //! - `FramedTcp` and `Ws` deliver, per connection, exactly the messages `send` accepted, in order,
 //!   without gaps or duplicates, under every fault (faults may only cut the tail); `Tcp` delivers
 //!   a prefix of the byte stream, re-chunked at will;
@@ -26,6 +28,7 @@
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use portnet::adapters::udp::MAX_LOCAL_PAYLOAD_LEN;
+use portnet::adapters::ws::MessageKind;
 use portnet::network::{Endpoint, NetEvent, ResourceId, SendStatus, Transport};
 use portnet::node::{NodeEvent, NodeHandler, NodeListener};
 use portnet::sim::{Link, World};
@@ -43,11 +46,13 @@ enum NodeOp {
     Listen(Transport, u16),
     /// Connect with a transport to a node's port of that transport.
     Connect(Transport, usize, u16),
-    /// Send `count` messages of `size` bytes on one of the node's endpoints.
+    /// Send `count` messages of `size` bytes on one of the node's endpoints; on `Ws` as text
+    /// frames (the bytes in hex) when `text`.
     Send {
         pick: u8,
         size: u32,
         count: u8,
+        text: bool,
     },
     /// Remove one of the node's resources (endpoints and listeners).
     Remove(u8),
@@ -104,7 +109,12 @@ fn node_op(u: &mut Unstructured<'_>, nodes: usize) -> Result<NodeOp> {
                 3 => 4000 + u32::from(raw & 0x3fff),
                 _ => u32::from(raw % 300),
             };
-            NodeOp::Send { pick: u.arbitrary()?, size, count: 1 + u.arbitrary::<u8>()? % 4 }
+            NodeOp::Send {
+                pick: u.arbitrary()?,
+                size,
+                count: 1 + u.arbitrary::<u8>()? % 4,
+                text: u.arbitrary()?,
+            }
         }
         7 => NodeOp::Remove(u.arbitrary()?),
         _ => NodeOp::Stop,
@@ -197,6 +207,8 @@ struct Stream {
     transport: Transport,
     /// The length of every message `send` accepted, in order.
     lens: Vec<u32>,
+    /// Whether each of those went as a `Ws` text frame.
+    texts: Vec<bool>,
 }
 
 #[derive(Default)]
@@ -231,8 +243,20 @@ fn filler(uid: u32, seq: u32, i: u32) -> u8 {
         as u8
 }
 
-/// Parses one whole message and checks it is one that `send` accepted, intact.
-fn check_message(m: &mut Model, data: &[u8], transport: Transport) -> (u32, u32) {
+/// A message as a text frame carries it: its bytes in hex.
+fn hex(data: &[u8]) -> String {
+    data.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn unhex(text: &[u8]) -> Vec<u8> {
+    assert!(text.len() % 2 == 0, "a text message of odd length {}", text.len());
+    let digit = |c: u8| (c as char).to_digit(16).expect("a text message of hex digits") as u8;
+    text.chunks(2).map(|pair| digit(pair[0]) << 4 | digit(pair[1])).collect()
+}
+
+/// Parses one whole message and checks it is one that `send` accepted, intact, and of the kind
+/// it was sent as.
+fn check_message(m: &mut Model, data: &[u8], transport: Transport, text: bool) -> (u32, u32) {
     assert!(data.len() >= HEADER, "a {transport} message of {} bytes: cut", data.len());
     let word = |i: usize| u32::from_le_bytes(data[i..i + 4].try_into().unwrap());
     let (uid, seq, len) = (word(0), word(4), word(8));
@@ -244,6 +268,8 @@ fn check_message(m: &mut Model, data: &[u8], transport: Transport) -> (u32, u32)
         Some(&len),
         "stream #{uid} message {seq}: never sent"
     );
+    let sent_as_text = stream.texts[seq as usize];
+    assert_eq!(text, sent_as_text, "stream #{uid} message {seq}: sent as text {sent_as_text}");
     for (i, &byte) in data[HEADER..].iter().enumerate() {
         assert_eq!(
             byte,
@@ -271,7 +297,8 @@ fn check_order(recv: &mut Recv, uid: u32, seq: u32) {
     recv.next = seq + 1;
 }
 
-fn on_event(m: &mut Model, node: usize, event: NetEvent<'_>) {
+/// `kind`: what `message_kind` answered for a `Message` while it was handled.
+fn on_event(m: &mut Model, node: usize, event: NetEvent<'_>, kind: MessageKind) {
     let name = m.names[node].clone();
     m.log.push(format!("{name} <- {event:?}"));
     m.checks += 1;
@@ -320,12 +347,21 @@ fn on_event(m: &mut Model, node: usize, event: NetEvent<'_>) {
                 );
                 state.udp_peers.insert(endpoint);
             }
+            let text = kind == MessageKind::Text;
+            assert!(!text || transport == Transport::Ws, "{name}: a text message over {transport}");
+            let decoded;
+            let data = if text {
+                decoded = unhex(data);
+                &decoded[..]
+            } else {
+                data
+            };
             match transport {
                 Transport::Udp => {
-                    check_message(m, data, transport);
+                    check_message(m, data, transport, false);
                 }
                 Transport::FramedTcp | Transport::Ws => {
-                    let (uid, seq) = check_message(m, data, transport);
+                    let (uid, seq) = check_message(m, data, transport, text);
                     check_order(m.nodes[node].recv.entry(id).or_default(), uid, seq);
                 }
                 Transport::Tcp => {
@@ -341,7 +377,7 @@ fn on_event(m: &mut Model, node: usize, event: NetEvent<'_>) {
                             break;
                         }
                         let rest = buf.split_off(HEADER + len);
-                        let (uid, seq) = check_message(m, &buf, transport);
+                        let (uid, seq) = check_message(m, &buf, transport, false);
                         check_order(m.nodes[node].recv.get_mut(&id).unwrap(), uid, seq);
                         buf = rest;
                     }
@@ -396,7 +432,7 @@ fn exec(m: &mut Model, node: usize, handler: &NodeHandler<Sig>, op: &NodeOp) {
             assert!(!state.eps.contains_key(&endpoint.resource_id()), "a resource id used twice");
             state.eps.insert(endpoint.resource_id(), Ep { endpoint, local, phase: Phase::Pending });
         }
-        NodeOp::Send { pick, size, count } => {
+        NodeOp::Send { pick, size, count, text } => {
             let state = &m.nodes[node];
             let candidates: Vec<Endpoint> = state
                 .eps
@@ -420,16 +456,22 @@ fn exec(m: &mut Model, node: usize, handler: &NodeHandler<Sig>, op: &NodeOp) {
                     Some(&uid) => uid,
                     None => {
                         let uid = m.streams.len() as u32;
-                        m.streams
-                            .push(Stream { transport: endpoint.transport(), lens: Vec::new() });
+                        let transport = endpoint.transport();
+                        m.streams.push(Stream { transport, lens: Vec::new(), texts: Vec::new() });
                         m.nodes[node].send_uid.insert(endpoint, uid);
                         uid
                     }
                 };
                 let seq = m.streams[uid as usize].lens.len() as u32;
                 let data = message(uid, seq, size);
-                let status = network.send(endpoint, &data);
-                m.log.push(format!("{name} send {} bytes on {endpoint}: {status:?}", data.len()));
+                let text = text && endpoint.transport() == Transport::Ws;
+                let status = if text {
+                    network.send_text(endpoint, &hex(&data))
+                } else {
+                    network.send(endpoint, &data)
+                };
+                let how = if text { " as text" } else { "" };
+                m.log.push(format!("{name} send {} bytes{how} on {endpoint}: {status:?}", data.len()));
                 if endpoint.transport() == Transport::Udp && data.len() > MAX_LOCAL_PAYLOAD_LEN {
                     assert_eq!(
                         status,
@@ -439,6 +481,7 @@ fn exec(m: &mut Model, node: usize, handler: &NodeHandler<Sig>, op: &NodeOp) {
                 }
                 if status == SendStatus::Sent {
                     m.streams[uid as usize].lens.push(size);
+                    m.streams[uid as usize].texts.push(text);
                     m.sent += 1;
                 }
             }
@@ -486,7 +529,13 @@ fn app(
             let mut m = lock(&model);
             assert_eq!(m.lives[node], life, "a node ran an event of a past life");
             match event {
-                NodeEvent::Network(event) => on_event(&mut m, node, event),
+                NodeEvent::Network(event) => {
+                    let kind = match event {
+                        NetEvent::Message(endpoint, _) => handler.network().message_kind(endpoint),
+                        _ => MessageKind::Binary,
+                    };
+                    on_event(&mut m, node, event, kind)
+                }
                 NodeEvent::Signal(Sig::Do(op)) => exec(&mut m, node, &handler, &op),
             }
         });
