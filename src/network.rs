@@ -311,6 +311,9 @@ impl NetworkProcessor {
     /// Waits up to `timeout` (forever with `None`) for activity, then reports every event it
     /// found. May return with no event (a wake-up or the timeout). In the browser it never
     /// waits: it reports the events ready now.
+    ///
+    /// A latency-critical loop waits with `None`: natively, a wait with a timeout arms a kernel
+    /// timer each time (about 0.1 µs per wait, see `docs/performance.md`).
     pub fn process_poll_event(
         &mut self,
         timeout: Option<Duration>,

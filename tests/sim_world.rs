@@ -589,6 +589,34 @@ fn hold_and_release_keep_datagram_order() {
     assert_eq!(log.with("got "), in_order(8));
 }
 
+/// TLS is not simulated: a `wss://` URL reaches its node as `ws://` does, so an application
+/// written for a TLS server runs unchanged in the world.
+#[test]
+fn wss_urls_connect_without_tls() {
+    let (server_log, client_log) = (Log::default(), Log::default());
+    let mut world = World::with_seed(5);
+    world.node("server", reply_server(Transport::Ws, 443, server_log.clone()));
+    let log = client_log.clone();
+    world.node("client", move |handler: NodeHandler<()>, listener: NodeListener<()>| {
+        let network = handler.network();
+        let (server, _) = network.connect(Transport::Ws, "wss://server:443/chat").unwrap();
+        listener.for_each(|event| match event {
+            NodeEvent::Network(NetEvent::Connected(_, ok)) => {
+                log.push(format!("connected {ok}"));
+                assert_eq!(handler.network().send(server, b"hi"), SendStatus::Sent);
+            }
+            NodeEvent::Network(NetEvent::Message(_, data)) => {
+                log.push(format!("got {}", text(data)));
+                handler.stop();
+            }
+            _ => (),
+        });
+    });
+    assert!(world.run_until(|w| w.is_finished("client")));
+    assert_eq!(client_log.lines(), ["connected true", "got re:hi"]);
+    assert_eq!(server_log.with("request "), ["hi"]);
+}
+
 #[test]
 fn reset_disconnects_both_sides() {
     let (server_log, client_log) = (Log::default(), Log::default());
