@@ -344,6 +344,7 @@ async fn message_kind_send_text_ws_handshake_and_ws_close_answer_as_natively() {
     );
     let handshake = network.ws_handshake(endpoint).expect("a handshake once connected");
     assert_eq!(handshake.subprotocol, None);
+    assert_eq!(handshake.path, portnet::adapters::ws::DEFAULT_PATH, "the path requested");
     let greeting = StoredNetEvent::Message(endpoint, "héllo, browser ✓".into());
     assert_eq!(next("the greeting").await, (greeting, MessageKind::Text, None));
     assert_eq!(network.send_text(endpoint, "as text"), SendStatus::Sent);

@@ -55,7 +55,8 @@ pub enum MessageKind {
 /// it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WsHandshake {
-    /// The request path (with its query), e.g. `/chat?room=1`.
+    /// The request path (with its query), e.g. `/chat?room=1`: what the client asked for, on
+    /// both sides.
     pub path: String,
     /// The request's headers (server side) or the response's (client side), names lowercase.
     pub headers: Vec<(String, String)>,

@@ -97,12 +97,20 @@ impl Connection {
         self.open
     }
 
-    /// What the browser tells of the handshake: the subprotocol (a page sees no headers).
+    /// What the browser tells of the handshake: the path requested and the subprotocol (a
+    /// page sees no headers).
     pub fn handshake(&self) -> Option<WsHandshake> {
+        if !self.open {
+            return None;
+        }
         let protocol = self.socket.protocol();
-        self.open.then(|| WsHandshake {
+        let path = web_sys::Url::new(&self.socket.url())
+            .map(|url| url.pathname() + &url.search())
+            .unwrap_or_default();
+        Some(WsHandshake {
+            path,
+            headers: Vec::new(),
             subprotocol: (!protocol.is_empty()).then_some(protocol),
-            ..WsHandshake::default()
         })
     }
 

@@ -527,7 +527,12 @@ impl Connection {
         match result {
             Ok((ws, response)) => {
                 cx.settle(self.endpoint.resource_id());
-                *lock(&self.handshake) = Some(client_handshake(&response));
+                {
+                    let mut handshake = lock(&self.handshake);
+                    // Filled at connect with the path requested; the response adds the rest.
+                    let path = handshake.take().map(|h| h.path).unwrap_or_default();
+                    *handshake = Some(client_handshake(&response, path));
+                }
                 *phase = Phase::Open(ws);
                 drop(phase);
                 if self.state.set_ready() {
@@ -733,14 +738,14 @@ impl Connection {
     }
 }
 
-/// The response side of a client's handshake, as the application sees it.
-fn client_handshake(response: &Response) -> WsHandshake {
+/// A client's handshake as the application sees it: the path it requested and the response.
+fn client_handshake(response: &Response, path: String) -> WsHandshake {
     let subprotocol = response
         .headers()
         .get("sec-websocket-protocol")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    WsHandshake { path: String::new(), headers: headers(response.headers()), subprotocol }
+    WsHandshake { path, headers: headers(response.headers()), subprotocol }
 }
 
 /// Where a `Ws` connect goes: the address to reach (or the name to look up), the URL to
@@ -879,8 +884,10 @@ pub(crate) fn connect(
     let url = &target.url;
     let context = |e| socket::context(e, format_args!("Ws connect to {url}"));
     let options: &StreamOptions = &config.options;
+    let request = request(url, &config)?;
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let start = ClientStart {
-        request: request(url, &config)?,
+        request,
         options: options.clone(),
         // The client side of TLS, for wss:// (`target` refuses wss:// without the feature).
         #[cfg(feature = "tls")]
@@ -905,7 +912,7 @@ pub(crate) fn connect(
         let (ws, response) =
             handshake_blocking(stream, start, options.connect_timeout).map_err(context)?;
         let connection = new(State::announce_pending(), Phase::Open(ws));
-        *lock(&connection.handshake) = Some(client_handshake(&response));
+        *lock(&connection.handshake) = Some(client_handshake(&response, path.clone()));
         (connection, local)
     } else if let Peer::Addr(peer) = target.peer {
         let stream = socket::tcp_connect(peer, options).map_err(context)?;
@@ -916,6 +923,10 @@ pub(crate) fn connect(
         let local = SocketAddr::from(([0, 0, 0, 0], 0));
         (new(State::connecting(), Phase::Resolving(Box::new(start))), local)
     };
+    if !sync {
+        // Reported once the handshake completes (`handshake` answers only when ready).
+        *lock(&connection.handshake) = Some(WsHandshake { path, ..WsHandshake::default() });
+    }
     shared.add(id, super::Resource::Ws(Box::new(connection)))?;
     if !sync {
         shared.set_deadline(id, options.connect_timeout, Deadline::Connect);

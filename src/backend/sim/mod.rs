@@ -8,7 +8,7 @@
 
 pub(crate) mod world;
 
-use crate::adapters::ws::MessageKind;
+use crate::adapters::ws::{DEFAULT_PATH, MessageKind, WsConnectConfig, WsHandshake};
 use crate::network::{
     Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, StoredNetEvent, TransportConnect,
     TransportListen,
@@ -18,7 +18,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use world::{Core, NodeId, Status};
+use world::{Core, NodeId, Status, WsRequest};
 
 /// What a node's coroutine gives the world when it stops running.
 pub(crate) enum Yielded {
@@ -141,7 +141,13 @@ impl Controller {
                  use connect and run the world",
             ));
         }
-        let result = self.core().connect(self.node, transport, &addr, timeout, max_frame, limit)?;
+        let ws = match &config {
+            TransportConnect::Ws => Some(ws_request(&addr, &WsConnectConfig::default())),
+            TransportConnect::WsWith(c) => Some(ws_request(&addr, c)),
+            _ => None,
+        };
+        let result =
+            self.core().connect(self.node, transport, &addr, timeout, max_frame, limit, ws)?;
         if sync {
             // Let the world run until the connect is decided, in virtual time.
             let id = result.0.resource_id();
@@ -174,7 +180,11 @@ impl Controller {
                 crate::adapters::DEFAULT_SEND_QUEUE_LIMIT
             }
         };
-        self.core().listen(self.node, config.transport(), addr, limit)
+        let subprotocols = match &config {
+            TransportListen::WsWith(c) => c.ws.subprotocols.clone(),
+            _ => Vec::new(),
+        };
+        self.core().listen(self.node, config.transport(), addr, limit, subprotocols)
     }
 
     pub fn send(&self, endpoint: Endpoint, data: &[u8]) -> SendStatus {
@@ -184,6 +194,10 @@ impl Controller {
     /// A text frame on `Ws` (read as text by the peer); bytes on the other transports.
     pub fn send_text(&self, endpoint: Endpoint, text: &str) -> SendStatus {
         self.core().send(self.node, endpoint, text.as_bytes(), MessageKind::Text)
+    }
+
+    pub fn ws_handshake(&self, endpoint: Endpoint) -> Option<WsHandshake> {
+        self.core().ws_handshake(self.node, endpoint.resource_id())
     }
 
     /// Whether the message being handled now on `endpoint` came as a text frame.
@@ -267,6 +281,50 @@ impl Controller {
         #[allow(deprecated)]
         generator::yield_with(Yielded::Waiting);
     }
+}
+
+/// The handshake request a native `Ws` connect to `addr` makes: its path (a URL's own, else the
+/// configured one), its headers (names lowercase; no `sec-websocket-key`, nothing is hashed
+/// here) and its subprotocol offer.
+fn ws_request(addr: &RemoteAddr, config: &WsConnectConfig) -> WsRequest {
+    let configured = config.path.as_deref().unwrap_or(DEFAULT_PATH);
+    let configured =
+        if configured.starts_with('/') { configured.to_owned() } else { format!("/{configured}") };
+    let (path, host) = match addr {
+        RemoteAddr::Socket(peer) => (configured, peer.to_string()),
+        RemoteAddr::Str(text) => match url::Url::parse(text) {
+            Ok(url) if matches!(url.scheme(), "ws" | "wss") => {
+                let mut path = url.path().to_owned();
+                if let Some(query) = url.query() {
+                    path.push('?');
+                    path.push_str(query);
+                }
+                let host = url.host_str().unwrap_or_default();
+                let host = match url.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_owned(),
+                };
+                (path, host)
+            }
+            _ => (configured, text.clone()),
+        },
+    };
+    let mut headers: Vec<(String, String)> = [
+        ("host", host.as_str()),
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+    ]
+    .iter()
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .collect();
+    if !config.ws.subprotocols.is_empty() {
+        let offer = config.ws.subprotocols.join(", ");
+        headers.push(("sec-websocket-protocol".to_owned(), offer));
+    }
+    let own = config.headers.iter().map(|(name, value)| (name.to_lowercase(), value.clone()));
+    headers.extend(own);
+    WsRequest { path, headers, subprotocols: config.ws.subprotocols.clone() }
 }
 
 impl Processor {

@@ -3,7 +3,7 @@
 //! nodes; everything random is drawn from one seeded generator, so a seed replays a run.
 
 use crate::adapters::udp::MAX_LOCAL_PAYLOAD_LEN;
-use crate::adapters::ws::MessageKind;
+use crate::adapters::ws::{MessageKind, WsHandshake};
 use crate::network::resource_id::ResourceIdGenerator;
 use crate::network::{
     Endpoint, RemoteAddr, ResourceId, ResourceType, SendStatus, StoredNetEvent, Transport,
@@ -256,9 +256,21 @@ pub(crate) struct NodeState {
 }
 
 enum Res {
-    Listener { transport: Transport, queue_limit: usize },
-    Stream { conn: u64, side: usize },
-    Udp { port: u16, peer: Option<SocketAddr>, group: Option<IpAddr> },
+    /// `subprotocols`: what a `Ws` listener speaks.
+    Listener {
+        transport: Transport,
+        queue_limit: usize,
+        subprotocols: Vec<String>,
+    },
+    Stream {
+        conn: u64,
+        side: usize,
+    },
+    Udp {
+        port: u16,
+        peer: Option<SocketAddr>,
+        group: Option<IpAddr>,
+    },
 }
 
 struct End {
@@ -289,6 +301,42 @@ struct Conn {
     unsent: [VecDeque<(Duration, usize)>; 2],
     /// Per direction: who waits for the send queue to drain.
     waiting: [Vec<Box<dyn FnOnce() + Send>>; 2],
+    /// `Ws`: the client's handshake request, and per side the handshake as `ws_handshake`
+    /// reports it (set when the server accepts).
+    ws: Option<WsRequest>,
+    handshakes: [Option<WsHandshake>; 2],
+    /// The client will refuse the server's answer (no common subprotocol).
+    ws_refused: bool,
+}
+
+/// A `Ws` client's handshake request: what the server sees of it, and what it offers.
+#[derive(Debug)]
+pub(crate) struct WsRequest {
+    /// The request path with its query.
+    pub path: String,
+    /// The request's headers, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The subprotocols offered, in order of preference.
+    pub subprotocols: Vec<String>,
+}
+
+impl WsRequest {
+    /// Agrees on a subprotocol with a server that speaks `supported`, as a native handshake
+    /// does: the client's first that the server speaks. Returns the two sides' handshakes
+    /// (client, server), and whether the client refuses the answer (it offered subprotocols and
+    /// got none).
+    fn answer(&self, supported: &[String]) -> ([WsHandshake; 2], bool) {
+        let chosen = self.subprotocols.iter().find(|p| supported.contains(p)).cloned();
+        let refused = !self.subprotocols.is_empty() && chosen.is_none();
+        let mut response = vec![
+            ("upgrade".to_owned(), "websocket".to_owned()),
+            ("connection".to_owned(), "Upgrade".to_owned()),
+        ];
+        response.extend(chosen.iter().map(|p| ("sec-websocket-protocol".to_owned(), p.clone())));
+        let side =
+            |headers| WsHandshake { path: self.path.clone(), headers, subprotocol: chosen.clone() };
+        ([side(response), side(self.headers.clone())], refused)
+    }
 }
 
 impl Conn {
@@ -638,6 +686,7 @@ impl Core {
         transport: Transport,
         addr: SocketAddr,
         queue_limit: usize,
+        subprotocols: Vec<String>,
     ) -> io::Result<(ResourceId, SocketAddr)> {
         let udp = transport == Transport::Udp;
         let group = addr.ip().is_multicast().then_some(addr.ip());
@@ -655,7 +704,7 @@ impl Core {
         let res = if udp {
             Res::Udp { port, peer: None, group }
         } else {
-            Res::Listener { transport, queue_limit }
+            Res::Listener { transport, queue_limit, subprotocols }
         };
         state.resources.insert(id, res);
         let local = SocketAddr::new(group.unwrap_or(state.ip), port);
@@ -664,6 +713,8 @@ impl Core {
         Ok((id, local))
     }
 
+    /// `ws`: the handshake request of a `Ws` connect.
+    #[allow(clippy::too_many_arguments)]
     pub fn connect(
         &mut self,
         node: NodeId,
@@ -672,6 +723,7 @@ impl Core {
         timeout: Duration,
         max_frame: usize,
         queue_limit: usize,
+        ws: Option<WsRequest>,
     ) -> io::Result<(Endpoint, SocketAddr)> {
         let peer = self.resolve(addr, transport)?;
         let udp = transport == Transport::Udp;
@@ -711,6 +763,9 @@ impl Core {
                 queue_limit: [queue_limit, crate::adapters::DEFAULT_SEND_QUEUE_LIMIT],
                 unsent: [VecDeque::new(), VecDeque::new()],
                 waiting: [Vec::new(), Vec::new()],
+                ws,
+                handshakes: [None, None],
+                ws_refused: false,
             },
         );
         self.log(format_args!("{line}"));
@@ -1108,6 +1163,17 @@ impl Core {
         self.send_in_order(conn, side, at, |seq| Ev::Fin { conn, from: side, seq });
     }
 
+    /// The handshake of an open `Ws` connection, as this side sees it.
+    pub fn ws_handshake(&self, node: NodeId, id: ResourceId) -> Option<WsHandshake> {
+        match self.nodes[node].resources.get(&id)? {
+            Res::Stream { conn, side } => {
+                let c = self.conns.get(conn)?;
+                if c.open[*side] { c.handshakes[*side].clone() } else { None }
+            }
+            _ => None,
+        }
+    }
+
     pub fn is_ready(&self, node: NodeId, id: ResourceId) -> Option<bool> {
         match self.nodes[node].resources.get(&id)? {
             Res::Stream { conn, side } => Some(self.conns.get(conn).is_some_and(|c| c.open[*side])),
@@ -1223,6 +1289,10 @@ impl Core {
         let listener = state.ports.get(&(false, target.port())).copied().filter(|id| {
             matches!(state.resources.get(id), Some(Res::Listener { transport: t, .. }) if *t == transport)
         });
+        let supported = match listener.and_then(|id| state.resources.get(&id)) {
+            Some(Res::Listener { subprotocols, .. }) => subprotocols.clone(),
+            _ => Vec::new(),
+        };
         let alive = state.status != Status::Dead;
         let Some(listener) = listener.filter(|_| alive) else {
             let at = self.now + self.delay(server, client);
@@ -1238,6 +1308,11 @@ impl Core {
             c.queue_limit[1] = queue_limit;
             c.open[1] = true;
             c.listener = Some(listener);
+            if let Some(request) = &c.ws {
+                let ([client, server], refused) = request.answer(&supported);
+                c.handshakes = [Some(client), Some(server)];
+                c.ws_refused = refused;
+            }
             c.ends[0].addr
         };
         self.deliver(server, StoredNetEvent::Accepted(Endpoint::new(id, client_addr), listener));
@@ -1249,6 +1324,10 @@ impl Core {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if c.open[0] || c.closed[0] {
             return;
+        }
+        if c.ws_refused {
+            // The server answered; the client drops the connection, as natively.
+            return self.fail_connect(conn, "refused: no subprotocol in common");
         }
         c.open[0] = true;
         let end = &c.ends[0];
