@@ -650,24 +650,31 @@ impl Core {
             RemoteAddr::Socket(addr) => return Ok(*addr),
             RemoteAddr::Str(text) => text,
         };
-        // TLS is not simulated: a wss:// URL reaches its node as ws:// would.
-        let host_port = match transport {
-            Transport::Ws => text
-                .strip_prefix("ws://")
-                .or_else(|| text.strip_prefix("wss://"))
-                .map(|rest| rest.split('/').next().unwrap_or(rest))
-                .unwrap_or(text),
-            _ => text,
+        let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+        let (host, port) = match url::Url::parse(text) {
+            // TLS is not simulated: a wss:// URL reaches its node as ws:// would. Without a
+            // port, a URL means its scheme's (80, 443), as natively.
+            Ok(url) if transport == Transport::Ws && matches!(url.scheme(), "ws" | "wss") => {
+                let host = url.host_str().ok_or_else(|| invalid(format!("{text}: no host")))?;
+                let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+                (host, url.port_or_known_default().unwrap_or(80))
+            }
+            _ => {
+                if let Ok(addr) = text.parse() {
+                    return Ok(addr);
+                }
+                let (host, port) = text
+                    .rsplit_once(':')
+                    .ok_or_else(|| invalid(format!("{text}: expected host:port")))?;
+                let port: u16 =
+                    port.parse().map_err(|_| invalid(format!("{text}: bad port {port:?}")))?;
+                (host.to_owned(), port)
+            }
         };
-        if let Ok(addr) = host_port.parse() {
-            return Ok(addr);
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
         }
-        let (host, port) = host_port.rsplit_once(':').ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: expected host:port"))
-        })?;
-        let port: u16 = port.parse().map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: bad port {port:?}"))
-        })?;
+        let host = host.as_str();
         let node = self.node_id(host).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("{text}: no simulated node {host:?}"))
         })?;
