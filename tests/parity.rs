@@ -3,7 +3,7 @@
 
 mod util;
 
-use portnet::adapters::ws::{DEFAULT_PATH, MessageKind, WsConnectConfig, WsListenConfig};
+use portnet::adapters::ws::{DEFAULT_PATH, MessageKind, WsClose, WsConnectConfig, WsListenConfig};
 use portnet::network::{Endpoint, NetEvent, SendStatus, Transport};
 use portnet::node::{self, NodeEvent, NodeHandler, NodeListener};
 use portnet::sim::World;
@@ -24,8 +24,8 @@ struct Report {
     signals: Vec<u32>,
     /// Messages as each side read them: "side kind text".
     kinds: Vec<String>,
-    /// `Ws` handshakes as each side saw them.
-    handshakes: Vec<String>,
+    /// `Ws` handshakes and closes as each side saw them.
+    ws_lines: Vec<String>,
     done: bool,
 }
 
@@ -405,7 +405,7 @@ fn ws_handshakes(backend: Backend) {
                         "server {} {:?} token {token} host {host}",
                         handshake.path, handshake.subprotocol
                     );
-                    report.update(|r| r.handshakes.push(line));
+                    report.update(|r| r.ws_lines.push(line));
                 }
             });
         }
@@ -425,14 +425,14 @@ fn ws_handshakes(backend: Backend) {
                 NodeEvent::Network(NetEvent::Connected(endpoint, true)) => {
                     let handshake = handler.network().ws_handshake(endpoint).expect("handshake");
                     let line = format!("client {} {:?}", handshake.path, handshake.subprotocol);
-                    report.update(|r| r.handshakes.push(line));
+                    report.update(|r| r.ws_lines.push(line));
                     // Now one that offers only what the server does not speak.
                     let offer = WsConnectConfig::default().with_subprotocols(["x"]);
                     handler.network().connect_with(offer.into(), target.as_str()).unwrap();
                 }
                 NodeEvent::Network(NetEvent::Connected(endpoint, false)) => {
                     let handshake = handler.network().ws_handshake(endpoint);
-                    report.update(|r| r.handshakes.push(format!("client refused {handshake:?}")));
+                    report.update(|r| r.ws_lines.push(format!("client refused {handshake:?}")));
                     handler.stop();
                 }
                 NodeEvent::Signal(GIVE_UP) => handler.stop(),
@@ -441,7 +441,7 @@ fn ws_handshakes(backend: Backend) {
         }
     };
     run(backend, server, client, &report, &target);
-    let handshakes = report.take().handshakes;
+    let handshakes = report.take().ws_lines;
     let expected = [
         "server /chat?room=1 Some(\"b\") token true host true",
         "client /chat?room=1 Some(\"b\")",
@@ -454,6 +454,51 @@ fn ws_handshakes(backend: Backend) {
 }
 
 parity!(ws_handshakes_path_headers_subprotocol, ws_handshakes);
+
+/// A server that removes a `Ws` connection says goodbye with a Close frame of code 1000, which
+/// the client reads in `ws_close` while it handles `Disconnected`.
+fn remove_says_goodbye(backend: Backend) {
+    let report = Shared::default();
+    let target = Arc::new(Mutex::new(String::new()));
+    let server = {
+        let (report, place) = (report.clone(), place(backend));
+        move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
+            let (_, addr) = handler.network().listen(Transport::Ws, place.listen).unwrap();
+            report.update(|r| r.server_addr = Some(addr.to_string()));
+            listener.for_each(|event| {
+                if let NodeEvent::Network(NetEvent::Message(endpoint, _)) = event {
+                    assert!(handler.network().remove(endpoint.resource_id()));
+                }
+            });
+        }
+    };
+    let client = {
+        let (report, target) = (report.clone(), target.clone());
+        move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
+            let target = target.lock().unwrap().clone();
+            handler.network().connect(Transport::Ws, target.as_str()).unwrap();
+            handler.signals().send_with_timer(GIVE_UP, Duration::from_secs(20));
+            listener.for_each(|event| match event {
+                NodeEvent::Network(NetEvent::Connected(endpoint, ok)) => {
+                    assert!(ok, "connect");
+                    assert_eq!(handler.network().send(endpoint, b"bye?"), SendStatus::Sent);
+                }
+                NodeEvent::Network(NetEvent::Disconnected(endpoint)) => {
+                    let close = handler.network().ws_close(endpoint);
+                    report.update(|r| r.ws_lines.push(format!("closed {close:?}")));
+                    handler.stop();
+                }
+                NodeEvent::Signal(GIVE_UP) => handler.stop(),
+                other => panic!("client got {other:?}"),
+            });
+        }
+    };
+    run(backend, server, client, &report, &target);
+    let expected = format!("closed {:?}", Some(WsClose { code: 1000, reason: String::new() }));
+    assert_eq!(report.take().ws_lines, [expected], "{backend:?}");
+}
+
+parity!(ws_remove_says_goodbye, remove_says_goodbye);
 parity!(message_kinds_framed_tcp, |b| message_kinds(b, Transport::FramedTcp));
 
 /// The other listener modes, on each backend's time.

@@ -386,8 +386,10 @@ fn server_remove_sends_a_close_frame() {
     let (server_ep, _) = server.accepted();
     assert!(server.handler.network().remove(server_ep.resource_id()));
     match socket.read() {
-        Ok(Message::Close(_)) => (),
-        Ok(other) => panic!("expected a Close frame, got {other:?}"),
+        Ok(Message::Close(Some(frame))) => {
+            assert_eq!(u16::from(frame.code), 1000, "a normal closure: {frame:?}");
+        }
+        Ok(other) => panic!("expected a Close frame with code 1000, got {other:?}"),
         Err(e) => panic!("no Close frame before the end: {e}"),
     }
     server.quiet();

@@ -125,7 +125,7 @@ impl Controller {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Self::Native(d) => d.ws_close(endpoint),
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Sim(_) => None,
+            Self::Sim(d) => d.ws_close(endpoint),
             #[cfg(all(target_family = "wasm", target_os = "unknown"))]
             Self::Browser(d) => d.ws_close(endpoint),
         }

@@ -274,7 +274,8 @@ impl Drop for Connection {
         self.socket.set_onclose(None);
         self.socket.set_onerror(None);
         if self.socket.ready_state() < WebSocket::CLOSING {
-            let _ = self.socket.close();
+            // 1000, a normal closure, as the native backend sends.
+            let _ = self.socket.close_with_code(1000);
         }
     }
 }

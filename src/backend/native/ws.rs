@@ -20,7 +20,8 @@ use tungstenite::handshake::MidHandshake;
 use tungstenite::handshake::client::{Request, Response};
 use tungstenite::handshake::server::{self, Callback, ErrorResponse};
 use tungstenite::http::HeaderValue;
-use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{
     Bytes, ClientHandshake, Error as WsError, HandshakeError, Message, ServerHandshake, WebSocket,
 };
@@ -678,7 +679,9 @@ impl Connection {
         self.on_drained.notify_all();
         let mut phase = lock(&self.phase);
         if let Phase::Open(ws) = &mut *phase {
-            let _ = ws.close(None);
+            // 1000, a normal closure: what peers (browsers above all) expect of a goodbye.
+            let normal = CloseFrame { code: CloseCode::Normal, reason: Default::default() };
+            let _ = ws.close(Some(normal));
             self.flush(ws);
             return true;
         }

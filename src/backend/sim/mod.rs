@@ -8,7 +8,7 @@
 
 pub(crate) mod world;
 
-use crate::adapters::ws::{DEFAULT_PATH, MessageKind, WsConnectConfig, WsHandshake};
+use crate::adapters::ws::{DEFAULT_PATH, MessageKind, WsClose, WsConnectConfig, WsHandshake};
 use crate::network::{
     Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, StoredNetEvent, TransportConnect,
     TransportListen,
@@ -18,7 +18,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use world::{Core, NodeId, Status, WsRequest};
+use world::{Core, Detail, NodeId, Status, WsRequest};
 
 /// What a node's coroutine gives the world when it stops running.
 pub(crate) enum Yielded {
@@ -202,9 +202,17 @@ impl Controller {
 
     /// Whether the message being handled now on `endpoint` came as a text frame.
     pub fn message_kind(&self, endpoint: Endpoint) -> MessageKind {
-        match self.core().nodes[self.node].text_in_hand {
-            Some(text) if text == endpoint => MessageKind::Text,
+        match &self.core().nodes[self.node].in_hand {
+            Some((e, detail)) if *e == endpoint => detail.kind,
             _ => MessageKind::Binary,
+        }
+    }
+
+    /// The Close frame of the `Ws` disconnection being handled now on `endpoint`, if any.
+    pub fn ws_close(&self, endpoint: Endpoint) -> Option<WsClose> {
+        match &self.core().nodes[self.node].in_hand {
+            Some((e, detail)) if *e == endpoint => detail.close.clone(),
+            _ => None,
         }
     }
 
@@ -328,8 +336,8 @@ fn ws_request(addr: &RemoteAddr, config: &WsConnectConfig) -> WsRequest {
 }
 
 impl Processor {
-    fn set_text_in_hand(&self, endpoint: Option<Endpoint>) {
-        self.controller.core().nodes[self.controller.node].text_in_hand = endpoint;
+    fn set_in_hand(&self, event: Option<(Endpoint, Detail)>) {
+        self.controller.core().nodes[self.controller.node].in_hand = event;
     }
 
     pub fn process_poll_event(
@@ -339,9 +347,9 @@ impl Processor {
     ) {
         self.controller.wait(timeout);
         let events = std::mem::take(&mut self.controller.core().nodes[self.controller.node].inbox);
-        for (event, kind) in &events {
+        for (event, detail) in events {
             // Nothing for a resource the application removed while handling this batch.
-            let endpoint = match event {
+            let endpoint = match &event {
                 StoredNetEvent::Connected(e, _)
                 | StoredNetEvent::Accepted(e, _)
                 | StoredNetEvent::Message(e, _)
@@ -350,10 +358,10 @@ impl Processor {
             if self.controller.was_removed(endpoint.resource_id()) {
                 continue;
             }
-            if *kind == MessageKind::Text {
-                self.set_text_in_hand(Some(endpoint));
+            if detail != Detail::default() {
+                self.set_in_hand(Some((endpoint, detail)));
                 callback(event.borrow());
-                self.set_text_in_hand(None);
+                self.set_in_hand(None);
             } else {
                 callback(event.borrow());
             }

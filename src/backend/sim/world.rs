@@ -3,7 +3,7 @@
 //! nodes; everything random is drawn from one seeded generator, so a seed replays a run.
 
 use crate::adapters::udp::MAX_LOCAL_PAYLOAD_LEN;
-use crate::adapters::ws::{MessageKind, WsHandshake};
+use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 use crate::network::resource_id::ResourceIdGenerator;
 use crate::network::{
     Endpoint, RemoteAddr, ResourceId, ResourceType, SendStatus, StoredNetEvent, Transport,
@@ -200,6 +200,8 @@ pub(crate) enum Ev {
     Fin {
         conn: u64,
         from: usize,
+        /// The application closed (`remove`): a `Ws` peer reads a Close frame with code 1000.
+        goodbye: bool,
         seq: u64,
     },
     /// A datagram reaches `to_node`.
@@ -238,12 +240,10 @@ pub(crate) struct NodeState {
     pub paused: bool,
     /// Bumped on crash and restart: events for an older life are dropped.
     pub life: u64,
-    /// Events for the application, each with its message's kind (`Text` for a `Ws` text
-    /// frame, `Binary` otherwise).
-    pub inbox: VecDeque<(StoredNetEvent, MessageKind)>,
-    /// The `Ws` text message the application is handling now, if it is one: what
-    /// `message_kind` answers during that callback.
-    pub text_in_hand: Option<Endpoint>,
+    /// Events for the application, each with what `message_kind` and `ws_close` answer for it.
+    pub inbox: VecDeque<(StoredNetEvent, Detail)>,
+    /// The event the application is handling now, when its detail is not the default.
+    pub in_hand: Option<(Endpoint, Detail)>,
     resources: BTreeMap<ResourceId, Res>,
     ports: BTreeMap<(bool, u16), ResourceId>,
     next_port: u16,
@@ -307,6 +307,13 @@ struct Conn {
     handshakes: [Option<WsHandshake>; 2],
     /// The client will refuse the server's answer (no common subprotocol).
     ws_refused: bool,
+}
+
+/// What `message_kind` and `ws_close` answer while the application handles an event.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Detail {
+    pub kind: MessageKind,
+    pub close: Option<WsClose>,
 }
 
 /// A `Ws` client's handshake request: what the server sees of it, and what it offers.
@@ -523,7 +530,7 @@ impl Core {
             paused: false,
             life: 0,
             inbox: VecDeque::new(),
-            text_in_hand: None,
+            in_hand: None,
             resources: BTreeMap::new(),
             ports: BTreeMap::new(),
             next_port: EPHEMERAL_PORTS,
@@ -545,7 +552,7 @@ impl Core {
         let state = &mut self.nodes[node];
         state.life += 1;
         state.inbox.clear();
-        state.text_in_hand = None;
+        state.in_hand = None;
         state.wake = None;
         state.ports.clear();
         state.next_port = EPHEMERAL_PORTS;
@@ -557,7 +564,7 @@ impl Core {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.waiting[side].clear();
                 }
-                self.close_stream(conn, side);
+                self.close_stream(conn, side, false);
             }
         }
     }
@@ -574,16 +581,19 @@ impl Core {
     }
 
     fn deliver(&mut self, node: NodeId, event: StoredNetEvent) {
-        self.deliver_kind(node, event, MessageKind::Binary);
+        self.deliver_with(node, event, Detail::default());
     }
 
-    fn deliver_kind(&mut self, node: NodeId, event: StoredNetEvent, kind: MessageKind) {
+    fn deliver_with(&mut self, node: NodeId, event: StoredNetEvent, detail: Detail) {
         let name = &self.nodes[node].name;
         self.trace.line(self.now, |line| {
             let _ = write!(line, "{name} <- {:?}", event.borrow());
+            if let Some(close) = &detail.close {
+                let _ = write!(line, " (close {})", close.code);
+            }
             if let StoredNetEvent::Message(_, data) = &event {
                 // The first bytes, so a trace tells messages apart (and catches reordering).
-                line.push_str(if kind == MessageKind::Text { " (text): " } else { ": " });
+                line.push_str(if detail.kind == MessageKind::Text { " (text): " } else { ": " });
                 for byte in data.iter().take(16) {
                     let _ = write!(line, "{byte:02x}");
                 }
@@ -606,7 +616,7 @@ impl Core {
                 return;
             }
         }
-        inbox.push_back((event, kind));
+        inbox.push_back((event, detail));
         if !self.to_run.contains(&node) {
             self.to_run.push(node);
         }
@@ -981,7 +991,7 @@ impl Core {
                 Ev::Segment { conn, from, data, kind, .. } => {
                     self.on_segment(conn, from, data, kind)
                 }
-                Ev::Fin { conn, from, .. } => self.on_fin(conn, from),
+                Ev::Fin { conn, from, goodbye, .. } => self.on_fin(conn, from, goodbye),
                 _ => (),
             }
             next = self.conns.get_mut(&conn).and_then(|c| c.early[from].remove(&c.delivered[from]));
@@ -1143,7 +1153,7 @@ impl Core {
         let line = format!("{} removes {id}", state.name);
         self.log(format_args!("{line}"));
         if let Res::Stream { conn, side } = res {
-            self.close_stream(conn, side);
+            self.close_stream(conn, side, true);
         }
         for orphan in orphans {
             self.remove(node, orphan);
@@ -1152,7 +1162,8 @@ impl Core {
     }
 
     /// Side `side` closes: the other side is told after what is in flight.
-    fn close_stream(&mut self, conn: u64, side: usize) {
+    /// Closes side `side` of a stream; `goodbye` when the application did (`remove`).
+    fn close_stream(&mut self, conn: u64, side: usize, goodbye: bool) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if c.closed[side] {
             return;
@@ -1167,7 +1178,7 @@ impl Core {
             return;
         }
         let at = self.now + self.delay(from, to);
-        self.send_in_order(conn, side, at, |seq| Ev::Fin { conn, from: side, seq });
+        self.send_in_order(conn, side, at, |seq| Ev::Fin { conn, from: side, seq, goodbye });
     }
 
     /// The handshake of an open `Ws` connection, as this side sees it.
@@ -1199,7 +1210,7 @@ impl Core {
                 Ev::ConnectTimeout(conn) => self.fail_connect(conn, "timed out"),
                 Ev::Writable { conn, side } => self.on_writable(conn, side),
                 Ev::SynAck { conn, seq } => self.arrive(conn, 1, seq, Ev::SynAck { conn, seq }),
-                event @ (Ev::Segment { conn, from, seq, .. } | Ev::Fin { conn, from, seq }) => {
+                event @ (Ev::Segment { conn, from, seq, .. } | Ev::Fin { conn, from, seq, .. }) => {
                     self.arrive(conn, from, seq, event)
                 }
                 Ev::Datagram { to_node, from, to, data, .. } => {
@@ -1356,7 +1367,7 @@ impl Core {
         let server_side_open = c.open[1];
         self.log(format_args!("connect to {peer} {why}"));
         if server_side_open {
-            self.close_stream(conn, 0);
+            self.close_stream(conn, 0, false);
         } else {
             self.conns.remove(&conn);
         }
@@ -1382,11 +1393,14 @@ impl Core {
 
     fn on_segment(&mut self, conn: u64, from: usize, data: Vec<u8>, kind: MessageKind) {
         let Some((node, id, peer)) = self.receiver(conn, from) else { return };
-        self.deliver_kind(node, StoredNetEvent::Message(Endpoint::new(id, peer), data), kind);
+        let message = StoredNetEvent::Message(Endpoint::new(id, peer), data);
+        self.deliver_with(node, message, Detail { kind, close: None });
     }
 
-    fn on_fin(&mut self, conn: u64, from: usize) {
+    fn on_fin(&mut self, conn: u64, from: usize, goodbye: bool) {
         let receiver = self.receiver(conn, from);
+        let ws = self.conns.get(&conn).is_some_and(|c| c.transport == Transport::Ws);
+        let close = (ws && goodbye).then(|| WsClose { code: 1000, reason: String::new() });
         if let Some(c) = self.conns.get_mut(&conn) {
             // Who waits to send on the closed side learns from the next send, as natively.
             let waiting = std::mem::take(&mut c.waiting[1 - from]);
@@ -1401,7 +1415,8 @@ impl Core {
         let state = &mut self.nodes[node];
         state.resources.remove(&id);
         state.ports.retain(|_, owner| *owner != id);
-        self.deliver(node, StoredNetEvent::Disconnected(Endpoint::new(id, peer)));
+        let disconnected = StoredNetEvent::Disconnected(Endpoint::new(id, peer));
+        self.deliver_with(node, disconnected, Detail { kind: MessageKind::Binary, close });
     }
 
     /// A datagram reaches node `at` (one copy per node, even for a group or a broadcast).
