@@ -65,8 +65,8 @@ struct HandedOut {
 /// What `message_kind` and `ws_close` say about an event, kept with it when it is stored.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct EventDetail {
-    kind: MessageKind,
-    close: Option<WsClose>,
+    pub(crate) kind: MessageKind,
+    pub(crate) close: Option<WsClose>,
 }
 
 impl NetworkController {

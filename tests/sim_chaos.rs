@@ -220,6 +220,26 @@ fn participant_app(
     }
 }
 
+/// Crashes `name` at `at` and restarts it `lasts` later, unless something restarted it meanwhile.
+fn crash_for(
+    world: &mut World,
+    shared: &Shared,
+    name: &'static str,
+    at: Duration,
+    lasts: Duration,
+) {
+    let (crashed, restart) = (shared.clone(), shared.clone());
+    world.at(at, move |w| {
+        lock(&crashed).crashed.insert(name.into());
+        w.crash(name);
+    });
+    world.at(at + lasts, move |w| {
+        if lock(&restart).crashed.remove(name) {
+            w.restart(name);
+        }
+    });
+}
+
 /// Schedules the random faults of this seed in `[1 s, CHAOS_END)`. Returns how many.
 fn schedule_faults(world: &mut World, shared: &Shared, rng: &mut Rng) -> usize {
     let everyone: Vec<&str> =
@@ -245,33 +265,10 @@ fn schedule_faults(world: &mut World, shared: &Shared, rng: &mut Rng) -> usize {
                 world.at(at, move |w| w.isolate(participant));
                 world.at(at + lasts, |w| w.heal());
             }
-            4 | 5 => {
-                // A participant crashes and comes back.
-                let name = participant;
-                let restart = shared.clone();
-                world.at(at, move |w| {
-                    lock(&shared).crashed.insert(name.into());
-                    w.crash(name);
-                });
-                world.at(at + lasts, move |w| {
-                    if lock(&restart).crashed.remove(name) {
-                        w.restart(name);
-                    }
-                });
-            }
-            6 if rng.below(3) == 0 => {
-                // The discovery server crashes and comes back: everyone re-registers.
-                let restart = shared.clone();
-                world.at(at, move |w| {
-                    lock(&shared).crashed.insert(DISCOVERY.into());
-                    w.crash(DISCOVERY);
-                });
-                world.at(at + lasts, move |w| {
-                    if lock(&restart).crashed.remove(DISCOVERY) {
-                        w.restart(DISCOVERY);
-                    }
-                });
-            }
+            // A participant crashes and comes back.
+            4 | 5 => crash_for(world, &shared, participant, at, lasts),
+            // The discovery server crashes and comes back: everyone re-registers.
+            6 if rng.below(3) == 0 => crash_for(world, &shared, DISCOVERY, at, lasts),
             7 if a != b => {
                 let link = Link {
                     latency: rng.between(1, 40),

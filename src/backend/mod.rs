@@ -88,47 +88,19 @@ impl Controller {
     }
 
     pub fn send_text(&self, endpoint: Endpoint, text: &str) -> SendStatus {
-        match self {
-            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Native(d) => d.send_text(endpoint, text),
-            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Sim(d) => d.send_text(endpoint, text),
-            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
-            Self::Browser(d) => d.send_text(endpoint, text),
-        }
+        dispatch!(self, d => d.send_text(endpoint, text))
     }
 
     pub fn message_kind(&self, endpoint: Endpoint) -> MessageKind {
-        match self {
-            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Native(d) => d.message_kind(endpoint),
-            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Sim(d) => d.message_kind(endpoint),
-            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
-            Self::Browser(d) => d.message_kind(endpoint),
-        }
+        dispatch!(self, d => d.message_kind(endpoint))
     }
 
     pub fn ws_handshake(&self, endpoint: Endpoint) -> Option<WsHandshake> {
-        match self {
-            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Native(d) => d.ws_handshake(endpoint),
-            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Sim(d) => d.ws_handshake(endpoint),
-            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
-            Self::Browser(d) => d.ws_handshake(endpoint),
-        }
+        dispatch!(self, d => d.ws_handshake(endpoint))
     }
 
     pub fn ws_close(&self, endpoint: Endpoint) -> Option<WsClose> {
-        match self {
-            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Native(d) => d.ws_close(endpoint),
-            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Sim(d) => d.ws_close(endpoint),
-            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
-            Self::Browser(d) => d.ws_close(endpoint),
-        }
+        dispatch!(self, d => d.ws_close(endpoint))
     }
 
     pub fn remove(&self, id: ResourceId) -> bool {

@@ -241,7 +241,6 @@ impl Connection {
         }
     }
 
-    /// Closes on the application's request. Returns whether queued bytes still need flushing.
     /// Closes on the application's request; the event thread then finishes the close
     /// ([`on_closing`](Self::on_closing)).
     pub fn close_by_app(&self) {

@@ -10,15 +10,15 @@ pub(crate) mod world;
 
 use crate::adapters::ws::{DEFAULT_PATH, MessageKind, WsClose, WsConnectConfig, WsHandshake};
 use crate::network::{
-    Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, StoredNetEvent, TransportConnect,
-    TransportListen,
+    Endpoint, EventDetail, NetEvent, RemoteAddr, ResourceId, SendStatus, StoredNetEvent,
+    TransportConnect, TransportListen,
 };
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use world::{Core, Detail, NodeId, Status, WsRequest};
+use world::{Core, NodeId, Status, WsRequest};
 
 /// What a node's coroutine gives the world when it stops running.
 pub(crate) enum Yielded {
@@ -200,20 +200,23 @@ impl Controller {
         self.core().ws_handshake(self.node, endpoint.resource_id())
     }
 
+    /// What `message_kind` and `ws_close` answer for `endpoint` now: the detail of the event
+    /// being handled, if it is `endpoint`'s.
+    fn in_hand(&self, endpoint: Endpoint) -> EventDetail {
+        match &self.core().nodes[self.node].in_hand {
+            Some((e, detail)) if *e == endpoint => detail.clone(),
+            _ => EventDetail::default(),
+        }
+    }
+
     /// Whether the message being handled now on `endpoint` came as a text frame.
     pub fn message_kind(&self, endpoint: Endpoint) -> MessageKind {
-        match &self.core().nodes[self.node].in_hand {
-            Some((e, detail)) if *e == endpoint => detail.kind,
-            _ => MessageKind::Binary,
-        }
+        self.in_hand(endpoint).kind
     }
 
     /// The Close frame of the `Ws` disconnection being handled now on `endpoint`, if any.
     pub fn ws_close(&self, endpoint: Endpoint) -> Option<WsClose> {
-        match &self.core().nodes[self.node].in_hand {
-            Some((e, detail)) if *e == endpoint => detail.close.clone(),
-            _ => None,
-        }
+        self.in_hand(endpoint).close
     }
 
     pub fn remove(&self, id: ResourceId) -> bool {
@@ -336,7 +339,7 @@ fn ws_request(addr: &RemoteAddr, config: &WsConnectConfig) -> WsRequest {
 }
 
 impl Processor {
-    fn set_in_hand(&self, event: Option<(Endpoint, Detail)>) {
+    fn set_in_hand(&self, event: Option<(Endpoint, EventDetail)>) {
         self.controller.core().nodes[self.controller.node].in_hand = event;
     }
 
@@ -358,7 +361,7 @@ impl Processor {
             if self.controller.was_removed(endpoint.resource_id()) {
                 continue;
             }
-            if detail != Detail::default() {
+            if detail != EventDetail::default() {
                 self.set_in_hand(Some((endpoint, detail)));
                 callback(event.borrow());
                 self.set_in_hand(None);

@@ -6,7 +6,8 @@ use crate::adapters::udp::MAX_LOCAL_PAYLOAD_LEN;
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 use crate::network::resource_id::ResourceIdGenerator;
 use crate::network::{
-    Endpoint, RemoteAddr, ResourceId, ResourceType, SendStatus, StoredNetEvent, Transport,
+    Endpoint, EventDetail, RemoteAddr, ResourceId, ResourceType, SendStatus, StoredNetEvent,
+    Transport,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -241,9 +242,9 @@ pub(crate) struct NodeState {
     /// Bumped on crash and restart: events for an older life are dropped.
     pub life: u64,
     /// Events for the application, each with what `message_kind` and `ws_close` answer for it.
-    pub inbox: VecDeque<(StoredNetEvent, Detail)>,
+    pub inbox: VecDeque<(StoredNetEvent, EventDetail)>,
     /// The event the application is handling now, when its detail is not the default.
-    pub in_hand: Option<(Endpoint, Detail)>,
+    pub in_hand: Option<(Endpoint, EventDetail)>,
     resources: BTreeMap<ResourceId, Res>,
     ports: BTreeMap<(bool, u16), ResourceId>,
     next_port: u16,
@@ -301,19 +302,12 @@ struct Conn {
     unsent: [VecDeque<(Duration, usize)>; 2],
     /// Per direction: who waits for the send queue to drain.
     waiting: [Vec<Box<dyn FnOnce() + Send>>; 2],
-    /// `Ws`: the client's handshake request, and per side the handshake as `ws_handshake`
-    /// reports it (set when the server accepts).
+    /// `Ws`: the client's handshake request until the server answers it, then per side the
+    /// handshake as `ws_handshake` reports it.
     ws: Option<WsRequest>,
     handshakes: [Option<WsHandshake>; 2],
     /// The client will refuse the server's answer (no common subprotocol).
     ws_refused: bool,
-}
-
-/// What `message_kind` and `ws_close` answer while the application handles an event.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Detail {
-    pub kind: MessageKind,
-    pub close: Option<WsClose>,
 }
 
 /// A `Ws` client's handshake request: what the server sees of it, and what it offers.
@@ -581,10 +575,10 @@ impl Core {
     }
 
     fn deliver(&mut self, node: NodeId, event: StoredNetEvent) {
-        self.deliver_with(node, event, Detail::default());
+        self.deliver_with(node, event, EventDetail::default());
     }
 
-    fn deliver_with(&mut self, node: NodeId, event: StoredNetEvent, detail: Detail) {
+    fn deliver_with(&mut self, node: NodeId, event: StoredNetEvent, detail: EventDetail) {
         let name = &self.nodes[node].name;
         self.trace.line(self.now, |line| {
             let _ = write!(line, "{name} <- {:?}", event.borrow());
@@ -1161,8 +1155,8 @@ impl Core {
         true
     }
 
-    /// Side `side` closes: the other side is told after what is in flight.
-    /// Closes side `side` of a stream; `goodbye` when the application did (`remove`).
+    /// Side `side` closes (`goodbye`: the application did, with `remove`): the other side is
+    /// told after what is in flight.
     fn close_stream(&mut self, conn: u64, side: usize, goodbye: bool) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if c.closed[side] {
@@ -1326,7 +1320,7 @@ impl Core {
             c.queue_limit[1] = queue_limit;
             c.open[1] = true;
             c.listener = Some(listener);
-            if let Some(request) = &c.ws {
+            if let Some(request) = c.ws.take() {
                 let ([client, server], refused) = request.answer(&supported);
                 c.handshakes = [Some(client), Some(server)];
                 c.ws_refused = refused;
@@ -1394,7 +1388,7 @@ impl Core {
     fn on_segment(&mut self, conn: u64, from: usize, data: Vec<u8>, kind: MessageKind) {
         let Some((node, id, peer)) = self.receiver(conn, from) else { return };
         let message = StoredNetEvent::Message(Endpoint::new(id, peer), data);
-        self.deliver_with(node, message, Detail { kind, close: None });
+        self.deliver_with(node, message, EventDetail { kind, close: None });
     }
 
     fn on_fin(&mut self, conn: u64, from: usize, goodbye: bool) {
@@ -1416,7 +1410,7 @@ impl Core {
         state.resources.remove(&id);
         state.ports.retain(|_, owner| *owner != id);
         let disconnected = StoredNetEvent::Disconnected(Endpoint::new(id, peer));
-        self.deliver_with(node, disconnected, Detail { kind: MessageKind::Binary, close });
+        self.deliver_with(node, disconnected, EventDetail { kind: MessageKind::Binary, close });
     }
 
     /// A datagram reaches node `at` (one copy per node, even for a group or a broadcast).
