@@ -7,12 +7,15 @@
 
 mod endpoint;
 mod event;
+mod linger;
 mod remote_addr;
 pub(crate) mod resource_id;
 mod transport;
 
 pub use endpoint::Endpoint;
 pub use event::{NetEvent, SendStatus, StoredNetEvent};
+pub use linger::DEFAULT_LINGER;
+pub(crate) use linger::{LingerSetting, warn_dropped};
 pub use remote_addr::{RemoteAddr, ToRemoteAddr};
 pub use resource_id::{ResourceId, ResourceType};
 pub use transport::{Transport, TransportConnect, TransportListen};
@@ -263,9 +266,38 @@ impl NetworkController {
     /// Natively the close is graceful: after the queue (and, for `Ws`, a Close frame with code
     /// 1000) the connection sends its end of stream and reads, dropping it, whatever the peer
     /// still sends until the peer's own end (or `Ws` Close), so the kernel never resets it with
-    /// data in flight. That takes at most 10 s; the socket is closed then in any case.
+    /// data in flight. That takes at most the [linger](Self::set_linger); the socket is closed
+    /// then in any case, and what was still queued is dropped with a warning in the log.
     pub fn remove(&self, resource_id: ResourceId) -> bool {
         self.backend.remove(resource_id)
+    }
+
+    /// Bounds how long a closing connection may take to hand over what it had queued: after
+    /// [`remove`](Self::remove), and in all for the node's connections when the node stops
+    /// ([`NodeHandler::stop`](crate::node::NodeHandler::stop): `for_each` returns at most this
+    /// long after the last turn). Default [`DEFAULT_LINGER`] (1 s); `Duration::ZERO` drops
+    /// whatever the sockets cannot take at once.
+    ///
+    /// A peer that reads loses nothing in that time; bytes still queued when it runs out (a
+    /// peer that stopped reading, a `Ws` peer that never answers the Close) are dropped, and a
+    /// warning is logged per connection with its address, resource id and the bytes dropped.
+    /// In a simulated world the linger is virtual time; in the browser see `docs/browser.md`.
+    ///
+    /// ```
+    /// use portnet::node;
+    /// use std::time::Duration;
+    ///
+    /// let (handler, _listener) = node::split::<()>();
+    /// handler.network().set_linger(Duration::from_millis(200));
+    /// assert_eq!(handler.network().linger(), Duration::from_millis(200));
+    /// ```
+    pub fn set_linger(&self, linger: Duration) {
+        self.backend.linger().set(linger)
+    }
+
+    /// The linger set by [`set_linger`](Self::set_linger) ([`DEFAULT_LINGER`] until then).
+    pub fn linger(&self) -> Duration {
+        self.backend.linger().get()
     }
 
     /// `Some(true)` once the resource can send, `Some(false)` while it connects, `None` if it

@@ -107,6 +107,11 @@ impl Controller {
         dispatch!(self, d => d.remove(id))
     }
 
+    /// How long closing connections may take to flush (see `NetworkController::set_linger`).
+    pub fn linger(&self) -> &crate::network::LingerSetting {
+        dispatch!(self, d => d.linger())
+    }
+
     pub fn is_ready(&self, id: ResourceId) -> Option<bool> {
         dispatch!(self, d => d.is_ready(id))
     }

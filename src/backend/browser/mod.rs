@@ -16,8 +16,8 @@ mod ws;
 use crate::adapters::ws::{DEFAULT_PATH, MessageKind, WsClose, WsConnectConfig, WsHandshake};
 use crate::network::resource_id::ResourceIdGenerator;
 use crate::network::{
-    Endpoint, NetEvent, RemoteAddr, ResourceId, ResourceType, SendStatus, StoredNetEvent,
-    Transport, TransportConnect, TransportListen,
+    Endpoint, LingerSetting, NetEvent, RemoteAddr, ResourceId, ResourceType, SendStatus,
+    StoredNetEvent, Transport, TransportConnect, TransportListen,
 };
 use js::Timeout;
 use std::cell::RefCell;
@@ -130,7 +130,8 @@ pub(crate) fn split() -> io::Result<(Controller, Processor)> {
     let id = NEXT_NETWORK.fetch_add(1, Ordering::Relaxed);
     NETWORKS.with(|networks| networks.borrow_mut().insert(id, Network::default()));
     let handle = Arc::new(Handle(id));
-    Ok((Controller { handle: handle.clone() }, Processor { handle }))
+    let linger = Arc::default();
+    Ok((Controller { handle: handle.clone(), linger }, Processor { handle }))
 }
 
 /// Runs the loop of network `id` soon, if one is installed.
@@ -225,6 +226,9 @@ fn endpoint_of(event: &StoredNetEvent) -> Endpoint {
 #[derive(Clone)]
 pub(crate) struct Controller {
     handle: Arc<Handle>,
+    /// Kept for the API: a browser's `WebSocket` cannot be made to give up on what it buffered
+    /// (`docs/browser.md`, "Closing"), so nothing here waits for it.
+    linger: Arc<LingerSetting>,
 }
 
 impl Controller {
@@ -348,6 +352,10 @@ impl Controller {
             }
             None => false,
         }
+    }
+
+    pub fn linger(&self) -> &LingerSetting {
+        &self.linger
     }
 
     pub fn is_ready(&self, id: ResourceId) -> Option<bool> {

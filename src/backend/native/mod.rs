@@ -5,6 +5,7 @@
 //! when sockets become writable. Reads, accepts, connect completion, handshakes and timeouts all
 //! happen on the event thread, which calls the application's callback.
 
+mod linger;
 mod socket;
 mod stream;
 #[cfg(feature = "tls")]
@@ -17,8 +18,8 @@ use crate::adapters::ws::{MessageKind, WsClose, WsHandshake, WsListenConfig};
 use crate::core::clock::{Clock, Time};
 use crate::network::resource_id::ResourceIdGenerator;
 use crate::network::{
-    Endpoint, NetEvent, RemoteAddr, ResourceId, ResourceType, SendStatus, Transport,
-    TransportConnect, TransportListen,
+    Endpoint, LingerSetting, NetEvent, RemoteAddr, ResourceId, ResourceType, SendStatus,
+    Transport, TransportConnect, TransportListen,
 };
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -37,9 +38,6 @@ const WAKER: Token = Token(usize::MAX);
 /// Bytes read per `read` call; also the largest `Tcp` message event. Holds any datagram.
 const INPUT_BUFFER_SIZE: usize = crate::adapters::tcp::INPUT_BUFFER_SIZE;
 
-/// How long a removed connection may take to flush what it had queued.
-const LINGER: Duration = Duration::from_secs(10);
-
 /// Creates the two halves of a native network.
 pub(crate) fn split() -> io::Result<(Controller, Processor)> {
     let poll = Poll::new()?;
@@ -56,6 +54,7 @@ pub(crate) fn split() -> io::Result<(Controller, Processor)> {
         news: AtomicBool::new(false),
         peer_close: Mutex::new(None),
         clock: Clock::system(),
+        linger: LingerSetting::default(),
     });
     let processor = Processor {
         poll,
@@ -256,12 +255,7 @@ impl Resource {
 
     fn on_deadline(&self, id: ResourceId, kind: Deadline, cx: &mut Cx<'_>) {
         match (kind, self) {
-            (Deadline::Linger, _) => {
-                if self.has_queued() {
-                    log::warn!("{id}: removed with unsent data that the peer did not read in time");
-                }
-                cx.shared.finish_close(id)
-            }
+            (Deadline::Linger, _) => linger::expire(self, id, cx.shared),
             (Deadline::Close, Resource::Stream(c)) => c.on_closing(cx),
             (Deadline::Close, Resource::Ws(c)) => c.on_closing(cx),
             (Deadline::Connect, Resource::Stream(c)) if c.state.is_connecting() => {
@@ -403,6 +397,8 @@ pub(crate) struct Shared {
     /// callback.
     peer_close: Mutex<Option<(ResourceId, WsClose)>>,
     clock: Clock,
+    /// How long closing connections may take to flush (`NetworkController::set_linger`).
+    linger: LingerSetting,
 }
 
 impl Shared {
@@ -641,13 +637,17 @@ impl Controller {
         };
         if linger {
             // Findable in `closing` before it leaves `resources`: no event is lost. The event
-            // thread flushes, ends the stream and waits for the peer's end (at most LINGER).
+            // thread flushes, ends the stream and waits for the peer's end (at most the linger).
             lock(&self.shared.closing).insert(id, resource.clone());
             self.shared.set_deadline(id, Duration::ZERO, Deadline::Close);
-            self.shared.set_deadline(id, LINGER, Deadline::Linger);
+            self.shared.set_deadline(id, self.shared.linger.get(), Deadline::Linger);
         }
         self.shared.forget(id);
         true
+    }
+
+    pub fn linger(&self) -> &LingerSetting {
+        &self.shared.linger
     }
 
     /// Whether the application removed `id` since the processor last polled.
@@ -720,43 +720,9 @@ pub(crate) struct Processor {
 }
 
 impl Drop for Processor {
-    /// The event thread is going away and nothing will flush send queues any more: write what
-    /// was accepted with `SendStatus::Sent`, waiting for writability for at most [`LINGER`] in
-    /// all, as message-io's synchronous sends would have.
+    /// Flushes what the application sent, for at most the linger (see [`linger`]).
     fn drop(&mut self) {
-        let give_up = self.shared.clock.now().after(LINGER);
-        let mut waiting: Vec<Arc<Resource>> = self
-            .shared
-            .resources
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .chain(lock(&self.shared.closing).values())
-            .filter(|r| r.has_queued())
-            .cloned()
-            .collect();
-        loop {
-            waiting.retain(|r| {
-                r.flush_now();
-                r.has_queued()
-            });
-            let left = self.shared.clock.now().until(give_up);
-            if waiting.is_empty() || left.is_zero() {
-                break;
-            }
-            if self.poll.poll(&mut self.events, Some(left)).is_err() {
-                break;
-            }
-        }
-        if !waiting.is_empty() {
-            log::warn!(
-                "{} connections closed with unsent data: their peers did not read",
-                waiting.len()
-            );
-        }
-        for (_, resource) in lock(&self.shared.closing).drain() {
-            resource.shutdown();
-        }
+        linger::flush_before_exit(self);
     }
 }
 

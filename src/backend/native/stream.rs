@@ -29,7 +29,7 @@ pub(crate) struct Connection {
     pub stream: TcpStream,
     pub state: State,
     framing: Framing,
-    out: Mutex<Outbox>,
+    pub out: Mutex<Outbox>,
     pub on_drained: Waiters,
     /// Why a write failed, if one did: reading may then just see the end of the stream (the
     /// failed write took the socket's error), and this is the real reason.

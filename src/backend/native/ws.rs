@@ -264,13 +264,13 @@ enum Phase {
 
 /// A WebSocket connection, client or server side.
 pub(crate) struct Connection {
-    endpoint: Endpoint,
+    pub endpoint: Endpoint,
     /// The listener that accepted it, for server-side connections.
     listener: Option<ResourceId>,
     pub state: State,
     phase: Mutex<Phase>,
     /// Bytes handed to tungstenite since its buffer was last flushed completely.
-    queued: AtomicUsize,
+    pub queued: AtomicUsize,
     send_queue_limit: usize,
     max_message_size: usize,
     /// A flush could not finish: bytes wait in tungstenite's buffer.

@@ -6,12 +6,13 @@
 //! code blocks and borrows exactly as natively, only one node runs at a time, in an order fixed
 //! by the seed, and handing the thread over costs tens of nanoseconds, not an OS thread switch.
 
+mod linger;
 pub(crate) mod world;
 
 use crate::adapters::ws::{DEFAULT_PATH, MessageKind, WsClose, WsConnectConfig, WsHandshake};
 use crate::network::{
-    Endpoint, EventDetail, NetEvent, RemoteAddr, ResourceId, SendStatus, StoredNetEvent,
-    TransportConnect, TransportListen,
+    Endpoint, EventDetail, LingerSetting, NetEvent, RemoteAddr, ResourceId, SendStatus,
+    StoredNetEvent, TransportConnect, TransportListen,
 };
 use std::cell::Cell;
 use std::io;
@@ -83,6 +84,8 @@ fn wake_node(shared: &Shared, node: NodeId) {
 pub(crate) struct Controller {
     shared: Arc<Shared>,
     node: NodeId,
+    /// The node's linger, in virtual time (see [`linger`]).
+    linger: Arc<LingerSetting>,
 }
 
 /// A simulated node's event source.
@@ -91,7 +94,7 @@ pub(crate) struct Processor {
 }
 
 pub(crate) fn split(shared: Arc<Shared>, node: NodeId) -> (Controller, Processor) {
-    let controller = Controller { shared, node };
+    let controller = Controller { shared, node, linger: Arc::default() };
     (controller.clone(), Processor { controller })
 }
 
@@ -230,6 +233,10 @@ impl Controller {
             notify();
         }
         removed
+    }
+
+    pub fn linger(&self) -> &LingerSetting {
+        &self.linger
     }
 
     pub fn is_ready(&self, id: ResourceId) -> Option<bool> {

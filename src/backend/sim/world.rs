@@ -18,6 +18,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod linger;
+
 /// A node's index in the world.
 pub(crate) type NodeId = usize;
 
