@@ -18,8 +18,8 @@ use crate::adapters::ws::{MessageKind, WsClose, WsHandshake, WsListenConfig};
 use crate::core::clock::{Clock, Time};
 use crate::network::resource_id::ResourceIdGenerator;
 use crate::network::{
-    Endpoint, LingerSetting, NetEvent, RemoteAddr, ResourceId, ResourceType, SendStatus,
-    Transport, TransportConnect, TransportListen,
+    Endpoint, LingerSetting, NetEvent, RemoteAddr, ResourceId, ResourceType, SendStatus, Transport,
+    TransportConnect, TransportListen,
 };
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
