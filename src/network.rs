@@ -15,7 +15,9 @@ mod transport;
 pub use endpoint::Endpoint;
 pub use event::{NetEvent, SendStatus, StoredNetEvent};
 pub use linger::DEFAULT_LINGER;
-pub(crate) use linger::{LingerSetting, warn_dropped};
+pub(crate) use linger::LingerSetting;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub(crate) use linger::warn_dropped;
 pub use remote_addr::{RemoteAddr, ToRemoteAddr};
 pub use resource_id::{ResourceId, ResourceType};
 pub use transport::{Transport, TransportConnect, TransportListen};

@@ -182,7 +182,9 @@ impl<S> NodeHandler<S> {
     }
 
     /// Stops the node: the listener delivers no more events and `for_each` returns promptly
-    /// (the loop is woken, not polled).
+    /// (the loop is woken, not polled), after writing what `send` had queued for at most the
+    /// network's linger ([`NetworkController::set_linger`], 1 s by default); what peers did not
+    /// take by then is dropped, with a warning per connection.
     pub fn stop(&self) {
         self.0.running.store(false, Ordering::Release);
         self.0.network.wake();

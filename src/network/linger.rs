@@ -2,7 +2,6 @@
 //! [`NodeHandler::stop`](crate::node::NodeHandler::stop) and on
 //! [`NetworkController::remove`](super::NetworkController::remove), shared by every backend.
 
-use super::Endpoint;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -38,7 +37,9 @@ impl LingerSetting {
 
 /// Says that `bytes` queued for `endpoint` were dropped when its linger ran out (`when`: on
 /// `stop`, on `remove`). One line per connection, at warn: data the application sent is lost.
-pub(crate) fn warn_dropped(endpoint: Endpoint, bytes: usize, linger: Duration, when: &str) {
+/// (The browser never drops: see `docs/browser.md`.)
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub(crate) fn warn_dropped(endpoint: super::Endpoint, bytes: usize, linger: Duration, when: &str) {
     log::warn!(
         "{} {endpoint}: dropped {bytes} unsent bytes on {when}: the peer did not take them \
          within the linger of {linger:?}",
