@@ -8,6 +8,7 @@
 mod endpoint;
 mod event;
 mod linger;
+mod readiness;
 mod remote_addr;
 pub(crate) mod resource_id;
 mod transport;
@@ -18,6 +19,7 @@ pub use linger::DEFAULT_LINGER;
 pub(crate) use linger::LingerSetting;
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub(crate) use linger::warn_dropped;
+pub use readiness::Readiness;
 pub use remote_addr::{RemoteAddr, ToRemoteAddr};
 pub use resource_id::{ResourceId, ResourceType};
 pub use transport::{Transport, TransportConnect, TransportListen};
