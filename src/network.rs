@@ -85,10 +85,10 @@ impl NetworkController {
     /// beyond the defaults (a binary message, no close frame).
     pub(crate) fn detail(&self, event: &NetEvent<'_>) -> Option<EventDetail> {
         let detail = match *event {
-            NetEvent::Message(endpoint, _) if endpoint.transport() == Transport::Ws => {
+            NetEvent::Message(endpoint, _) if endpoint.transport().is_ws() => {
                 EventDetail { kind: self.backend.message_kind(endpoint), close: None }
             }
-            NetEvent::Disconnected(endpoint) if endpoint.transport() == Transport::Ws => {
+            NetEvent::Disconnected(endpoint) if endpoint.transport().is_ws() => {
                 EventDetail { kind: MessageKind::Binary, close: self.backend.ws_close(endpoint) }
             }
             _ => return None,

@@ -17,7 +17,7 @@ use crate::adapters::ws::{DEFAULT_PATH, MessageKind, WsClose, WsConnectConfig, W
 use crate::network::resource_id::ResourceIdGenerator;
 use crate::network::{
     Endpoint, LingerSetting, NetEvent, RemoteAddr, ResourceId, ResourceType, SendStatus,
-    StoredNetEvent, Transport, TransportConnect, TransportListen,
+    StoredNetEvent, TransportConnect, TransportListen,
 };
 use js::Timeout;
 use std::cell::RefCell;
@@ -244,10 +244,11 @@ impl Controller {
     ) -> io::Result<(Endpoint, SocketAddr)> {
         let transport = config.transport();
         let config = match config {
+            #[cfg(feature = "websocket")]
             TransportConnect::WsWith(config) => config,
             _ => WsConnectConfig::default(),
         };
-        if transport != Transport::Ws {
+        if !transport.is_ws() {
             return Err(unsupported(format!(
                 "connect over {transport} is not available in the browser: a web page has no \
                  raw sockets, only Ws"

@@ -5,6 +5,7 @@ use super::stream::lock;
 use super::{Processor, Resource};
 use crate::network::{Endpoint, ResourceId, warn_dropped};
 use std::sync::Arc;
+#[cfg(feature = "websocket")]
 use std::sync::atomic::Ordering;
 
 impl Resource {
@@ -12,6 +13,7 @@ impl Resource {
     fn endpoint(&self) -> Option<Endpoint> {
         match self {
             Resource::Stream(c) => Some(c.endpoint),
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) => Some(c.endpoint),
             _ => None,
         }
@@ -22,6 +24,7 @@ impl Resource {
     fn unsent_bytes(&self) -> usize {
         match self {
             Resource::Stream(c) => lock(&c.out).len(),
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) => c.queued.load(Ordering::Acquire),
             _ => 0,
         }

@@ -5,16 +5,24 @@
 //! when sockets become writable. Reads, accepts, connect completion, handshakes and timeouts all
 //! happen on the event thread, which calls the application's callback.
 
+// A transport that is off loses its variants of `Transport`, `TransportConnect` and
+// `TransportListen`, and so every way in to its code here; the code itself (it needs no
+// dependency, unlike `ws`) stays compiled, unused.
+#![cfg_attr(not(all(feature = "tcp", feature = "udp")), allow(dead_code))]
+
 mod linger;
 mod socket;
 mod stream;
 #[cfg(feature = "tls")]
 mod tls;
 mod udp;
+#[cfg(feature = "websocket")]
 mod ws;
 
 use crate::adapters::StreamOptions;
-use crate::adapters::ws::{MessageKind, WsClose, WsHandshake, WsListenConfig};
+#[cfg(feature = "websocket")]
+use crate::adapters::ws::WsListenConfig;
+use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 use crate::core::clock::{Clock, Time};
 use crate::network::resource_id::ResourceIdGenerator;
 use crate::network::{
@@ -75,10 +83,12 @@ pub(crate) struct AcceptConfig {
     pub options: StreamOptions,
     pub max_frame_size: usize,
     /// For `Ws` listeners: the WebSocket options (and TLS) of accepted connections.
+    #[cfg(feature = "websocket")]
     pub ws: Option<Arc<ws::Accept>>,
 }
 
 /// A `Ws` listener's accept settings; a TLS identity that does not load is an error here.
+#[cfg(feature = "websocket")]
 fn ws_accept(transport: Transport, config: WsListenConfig) -> io::Result<AcceptConfig> {
     #[cfg(feature = "tls")]
     let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
@@ -227,6 +237,7 @@ pub(crate) enum Resource {
     UdpLocal(udp::Local),
     UdpRemote(udp::Remote),
     // Boxed: tungstenite's state makes it several times larger than the others.
+    #[cfg(feature = "websocket")]
     Ws(Box<ws::Connection>),
 }
 
@@ -239,6 +250,7 @@ impl Resource {
             // Readable only: writability of a datagram socket is news to no one, and each
             // such event cost an empty receive. `Connected` comes from a zero deadline.
             Resource::UdpRemote(u) => registry.register(&mut u.socket, token, Interest::READABLE),
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) => c.register(registry, token),
         }
     }
@@ -249,6 +261,7 @@ impl Resource {
             Resource::Stream(c) => c.on_event(event, cx),
             Resource::UdpLocal(u) => u.on_event(cx),
             Resource::UdpRemote(u) => u.on_event(cx),
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) => c.on_event(event, cx),
         }
     }
@@ -257,11 +270,14 @@ impl Resource {
         match (kind, self) {
             (Deadline::Linger, _) => linger::expire(self, id, cx.shared),
             (Deadline::Close, Resource::Stream(c)) => c.on_closing(cx),
+            #[cfg(feature = "websocket")]
             (Deadline::Close, Resource::Ws(c)) => c.on_closing(cx),
             (Deadline::Connect, Resource::Stream(c)) if c.state.is_connecting() => {
                 cx.fail_connect(&c.state, c.endpoint, "connect timed out")
             }
+            #[cfg(feature = "websocket")]
             (Deadline::Connect, Resource::Ws(c)) => c.on_connect_deadline(cx),
+            #[cfg(feature = "websocket")]
             (Deadline::Resolved, Resource::Ws(c)) => c.on_resolved(cx),
             (Deadline::AcceptRetry, Resource::Listener(l)) => l.on_event(cx),
             (Deadline::Connect, Resource::UdpRemote(u)) => u.announce(cx),
@@ -273,8 +289,10 @@ impl Resource {
     fn on_readable_again(&self, cx: &mut Cx<'_>) {
         match self {
             Resource::Stream(c) if c.state.is_closed() => c.on_closing(cx),
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) if c.state.is_closed() => c.on_closing(cx),
             Resource::Stream(c) => c.read_all(cx, false),
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) => c.read_all(cx),
             Resource::UdpLocal(u) => u.on_event(cx),
             Resource::UdpRemote(u) => u.on_event(cx),
@@ -286,6 +304,7 @@ impl Resource {
     fn has_queued(&self) -> bool {
         match self {
             Resource::Stream(c) => c.has_queued(),
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) => c.has_queued(),
             _ => false,
         }
@@ -297,6 +316,7 @@ impl Resource {
             Resource::Stream(c) => {
                 c.flush();
             }
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) => c.flush_now(),
             _ => (),
         }
@@ -306,6 +326,7 @@ impl Resource {
     fn shutdown(&self) {
         match self {
             Resource::Stream(c) => c.shutdown(),
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) => c.shutdown(),
             Resource::Listener(l) => l.close(),
             Resource::UdpLocal(u) => u.close(),
@@ -316,6 +337,7 @@ impl Resource {
     fn is_ready(&self) -> bool {
         match self {
             Resource::Stream(c) => c.state.is_ready(),
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) => c.state.is_ready(),
             _ => true,
         }
@@ -332,6 +354,7 @@ pub(crate) enum Deadline {
     /// A listener that hit an error (out of descriptors) tries accepting again.
     AcceptRetry,
     /// A host name lookup finished (on its own thread) for a connect.
+    #[cfg(feature = "websocket")]
     Resolved,
     /// The application removed a connection: the event thread takes its close from here.
     Close,
@@ -464,6 +487,8 @@ pub(crate) struct Controller {
 }
 
 impl Controller {
+    // `sync` concerns the stream transports only.
+    #[cfg_attr(not(feature = "tcp"), allow(unused_variables))]
     pub fn connect_with(
         &self,
         config: TransportConnect,
@@ -473,6 +498,7 @@ impl Controller {
         let transport = config.transport();
         let id = self.shared.ids.generate(transport.id(), ResourceType::Remote);
         match config {
+            #[cfg(feature = "udp")]
             TransportConnect::Udp(config) => {
                 let peer = resolve(&addr)?;
                 let socket = socket::udp_connect(peer, &config)
@@ -484,11 +510,15 @@ impl Controller {
                 self.shared.set_deadline(id, Duration::ZERO, Deadline::Connect);
                 Ok((endpoint, local))
             }
+            #[cfg(feature = "websocket")]
             TransportConnect::Ws => ws::connect(&self.shared, id, addr, Default::default(), sync),
+            #[cfg(feature = "websocket")]
             TransportConnect::WsWith(config) => ws::connect(&self.shared, id, addr, config, sync),
+            #[cfg(feature = "tcp")]
             TransportConnect::Tcp(config) => {
                 self.connect_stream(id, transport, addr, config.options, None, sync)
             }
+            #[cfg(feature = "tcp")]
             TransportConnect::FramedTcp(config) => self.connect_stream(
                 id,
                 transport,
@@ -540,6 +570,8 @@ impl Controller {
         Ok((endpoint, local))
     }
 
+    // `context` serves the transports whose config can fail before a socket is listening.
+    #[cfg_attr(not(any(feature = "udp", feature = "websocket")), allow(unused_variables))]
     pub fn listen_with(
         &self,
         config: TransportListen,
@@ -549,7 +581,8 @@ impl Controller {
         let id = self.shared.ids.generate(transport.id(), ResourceType::Local);
         let what = format_args!("{transport} listen on {addr}");
         let context = |e| context(e, what);
-        let accept = match config {
+        match config {
+            #[cfg(feature = "udp")]
             TransportListen::Udp(config) => {
                 let (socket, group) = socket::udp_listen(addr, &config).map_err(context)?;
                 let local = socket.local_addr()?;
@@ -558,21 +591,54 @@ impl Controller {
                     None => local,
                 };
                 self.shared.add(id, Resource::UdpLocal(udp::Local::new(id, socket)))?;
-                return Ok((id, local));
+                Ok((id, local))
             }
-            TransportListen::Tcp(c) => {
-                AcceptConfig { transport, options: c.options, max_frame_size: 0, ws: None }
+            #[cfg(feature = "tcp")]
+            TransportListen::Tcp(c) => self.listen_stream(
+                id,
+                addr,
+                AcceptConfig {
+                    transport,
+                    options: c.options,
+                    max_frame_size: 0,
+                    #[cfg(feature = "websocket")]
+                    ws: None,
+                },
+            ),
+            #[cfg(feature = "tcp")]
+            TransportListen::FramedTcp(c) => self.listen_stream(
+                id,
+                addr,
+                AcceptConfig {
+                    transport,
+                    options: c.options,
+                    max_frame_size: c.max_frame_size,
+                    #[cfg(feature = "websocket")]
+                    ws: None,
+                },
+            ),
+            #[cfg(feature = "websocket")]
+            TransportListen::Ws => {
+                let accept = ws_accept(transport, Default::default()).map_err(context)?;
+                self.listen_stream(id, addr, accept)
             }
-            TransportListen::FramedTcp(c) => AcceptConfig {
-                transport,
-                options: c.options,
-                max_frame_size: c.max_frame_size,
-                ws: None,
-            },
-            TransportListen::Ws => ws_accept(transport, Default::default()).map_err(context)?,
-            TransportListen::WsWith(config) => ws_accept(transport, config).map_err(context)?,
-        };
-        let listener = socket::tcp_listen(addr, &accept.options).map_err(context)?;
+            #[cfg(feature = "websocket")]
+            TransportListen::WsWith(config) => {
+                let accept = ws_accept(transport, config).map_err(context)?;
+                self.listen_stream(id, addr, accept)
+            }
+        }
+    }
+
+    /// A TCP listener (for `Tcp`, `FramedTcp` and `Ws`) that accepts as `accept` says.
+    fn listen_stream(
+        &self,
+        id: ResourceId,
+        addr: SocketAddr,
+        accept: AcceptConfig,
+    ) -> io::Result<(ResourceId, SocketAddr)> {
+        let what = format_args!("{} listen on {addr}", accept.transport);
+        let listener = socket::tcp_listen(addr, &accept.options).map_err(|e| context(e, what))?;
         let local = listener.local_addr()?;
         let listener = stream::Listener { id, listener, accept, closed: Default::default() };
         self.shared.add(id, Resource::Listener(listener))?;
@@ -585,6 +651,7 @@ impl Controller {
         };
         match &*resource {
             Resource::Stream(c) => c.send(data),
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) => c.send(data),
             Resource::UdpRemote(u) => u.send(data),
             Resource::UdpLocal(u) => u.send_to(endpoint.addr(), data),
@@ -594,6 +661,7 @@ impl Controller {
 
     pub fn send_text(&self, endpoint: Endpoint, text: &str) -> SendStatus {
         match self.shared.get(endpoint.resource_id()).as_deref() {
+            #[cfg(feature = "websocket")]
             Some(Resource::Ws(c)) => c.send_text(text),
             _ => self.send(endpoint, text.as_bytes()),
         }
@@ -601,6 +669,7 @@ impl Controller {
 
     pub fn message_kind(&self, endpoint: Endpoint) -> MessageKind {
         match self.shared.get(endpoint.resource_id()).as_deref() {
+            #[cfg(feature = "websocket")]
             Some(Resource::Ws(c)) => c.message_kind(),
             _ => MessageKind::Binary,
         }
@@ -608,6 +677,7 @@ impl Controller {
 
     pub fn ws_handshake(&self, endpoint: Endpoint) -> Option<WsHandshake> {
         match self.shared.get(endpoint.resource_id()).as_deref() {
+            #[cfg(feature = "websocket")]
             Some(Resource::Ws(c)) => c.handshake(),
             _ => None,
         }
@@ -629,6 +699,7 @@ impl Controller {
                 c.close_by_app();
                 true
             }
+            #[cfg(feature = "websocket")]
             Resource::Ws(c) => c.close_by_app(),
             other => {
                 other.shutdown();
@@ -672,6 +743,7 @@ impl Controller {
     pub fn when_writable(&self, endpoint: Endpoint, notify: Box<dyn FnOnce() + Send>) {
         match self.shared.get(endpoint.resource_id()).as_deref() {
             Some(Resource::Stream(c)) => c.when_writable(notify),
+            #[cfg(feature = "websocket")]
             Some(Resource::Ws(c)) => c.when_writable(notify),
             _ => notify(),
         }

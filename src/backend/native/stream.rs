@@ -3,7 +3,9 @@
 use super::{Cx, Deadline, READ_BUDGET, Resource, Shared, State};
 use crate::core::framing::{FrameDecoder, MAX_ENCODED_SIZE, encode_len};
 use crate::core::outbox::Outbox;
-use crate::network::{Endpoint, NetEvent, ResourceId, SendStatus, Transport};
+#[cfg(feature = "websocket")]
+use crate::network::Transport;
+use crate::network::{Endpoint, NetEvent, ResourceId, SendStatus};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use std::io::{self, IoSlice, Read, Write};
@@ -318,6 +320,8 @@ impl Listener {
         cx.again.push(self.id);
     }
 
+    // Without `websocket`, the match on the transport below keeps only its stream arm.
+    #[cfg_attr(not(feature = "websocket"), allow(clippy::match_single_binding))]
     fn accepted(&self, stream: TcpStream, addr: SocketAddr, cx: &mut Cx<'_>) {
         let options = &self.accept.options;
         if let Err(e) = super::socket::configure_stream(&stream, options) {
@@ -328,6 +332,7 @@ impl Listener {
         let id = cx.shared.ids.generate(transport.id(), crate::network::ResourceType::Remote);
         let endpoint = Endpoint::new(id, addr);
         let resource = match transport {
+            #[cfg(feature = "websocket")]
             Transport::Ws => {
                 let Some(accept) = &self.accept.ws else { return };
                 let Some(pending) = accept.admit() else {
@@ -349,8 +354,7 @@ impl Listener {
                 }
             }
             _ => {
-                let max_frame =
-                    (transport == Transport::FramedTcp).then_some(self.accept.max_frame_size);
+                let max_frame = transport.is_framed_tcp().then_some(self.accept.max_frame_size);
                 Resource::Stream(Connection::new(
                     endpoint,
                     stream,
@@ -360,7 +364,7 @@ impl Listener {
                 ))
             }
         };
-        let is_ws = transport == Transport::Ws;
+        let is_ws = transport.is_ws();
         if let Err(e) = cx.shared.add(id, resource) {
             log::warn!("listener {}: dropping connection from {addr}: {e}", self.id);
             return;

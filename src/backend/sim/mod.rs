@@ -9,7 +9,9 @@
 mod linger;
 pub(crate) mod world;
 
-use crate::adapters::ws::{DEFAULT_PATH, MessageKind, WsClose, WsConnectConfig, WsHandshake};
+#[cfg(feature = "websocket")]
+use crate::adapters::ws::{DEFAULT_PATH, WsConnectConfig};
+use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 use crate::network::{
     Endpoint, EventDetail, LingerSetting, NetEvent, RemoteAddr, ResourceId, SendStatus,
     StoredNetEvent, TransportConnect, TransportListen,
@@ -19,7 +21,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use world::{Core, NodeId, Status, WsRequest};
+#[cfg(feature = "websocket")]
+use world::WsRequest;
+use world::{Core, NodeId, Status};
 
 /// What a node's coroutine gives the world when it stops running.
 pub(crate) enum Yielded {
@@ -117,23 +121,29 @@ impl Controller {
         sync: bool,
     ) -> io::Result<(Endpoint, SocketAddr)> {
         let transport = config.transport();
-        use crate::adapters::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_SEND_QUEUE_LIMIT};
-        let (timeout, max_frame, limit) = match &config {
-            TransportConnect::Tcp(c) => {
+        let (timeout, max_frame, limit) = match config {
+            #[cfg(feature = "tcp")]
+            TransportConnect::Tcp(ref c) => {
                 (c.options.connect_timeout, usize::MAX, c.options.send_queue_limit)
             }
-            TransportConnect::FramedTcp(c) => {
+            #[cfg(feature = "tcp")]
+            TransportConnect::FramedTcp(ref c) => {
                 (c.options.connect_timeout, c.max_frame_size, c.options.send_queue_limit)
             }
-            TransportConnect::Udp(_) => (DEFAULT_CONNECT_TIMEOUT, usize::MAX, usize::MAX),
+            #[cfg(feature = "udp")]
+            TransportConnect::Udp(_) => {
+                (crate::adapters::DEFAULT_CONNECT_TIMEOUT, usize::MAX, usize::MAX)
+            }
+            #[cfg(feature = "websocket")]
             TransportConnect::Ws => (
-                DEFAULT_CONNECT_TIMEOUT,
+                crate::adapters::DEFAULT_CONNECT_TIMEOUT,
                 crate::adapters::ws::MAX_PAYLOAD_LEN,
-                DEFAULT_SEND_QUEUE_LIMIT,
+                crate::adapters::DEFAULT_SEND_QUEUE_LIMIT,
             ),
             // The simulated network carries no TLS and no handshake headers: only the limits
             // matter here.
-            TransportConnect::WsWith(c) => {
+            #[cfg(feature = "websocket")]
+            TransportConnect::WsWith(ref c) => {
                 (c.options.connect_timeout, c.ws.max_message_size, c.options.send_queue_limit)
             }
         };
@@ -145,7 +155,9 @@ impl Controller {
             ));
         }
         let ws = match &config {
+            #[cfg(feature = "websocket")]
             TransportConnect::Ws => Some(ws_request(&addr, &WsConnectConfig::default())),
+            #[cfg(feature = "websocket")]
             TransportConnect::WsWith(c) => Some(ws_request(&addr, c)),
             _ => None,
         };
@@ -175,15 +187,20 @@ impl Controller {
         config: TransportListen,
         addr: SocketAddr,
     ) -> io::Result<(ResourceId, SocketAddr)> {
-        let limit = match &config {
-            TransportListen::Tcp(c) => c.options.send_queue_limit,
-            TransportListen::FramedTcp(c) => c.options.send_queue_limit,
-            TransportListen::WsWith(c) => c.options.send_queue_limit,
-            TransportListen::Udp(_) | TransportListen::Ws => {
-                crate::adapters::DEFAULT_SEND_QUEUE_LIMIT
-            }
+        let limit = match config {
+            #[cfg(feature = "tcp")]
+            TransportListen::Tcp(ref c) => c.options.send_queue_limit,
+            #[cfg(feature = "tcp")]
+            TransportListen::FramedTcp(ref c) => c.options.send_queue_limit,
+            #[cfg(feature = "websocket")]
+            TransportListen::WsWith(ref c) => c.options.send_queue_limit,
+            #[cfg(feature = "udp")]
+            TransportListen::Udp(_) => crate::adapters::DEFAULT_SEND_QUEUE_LIMIT,
+            #[cfg(feature = "websocket")]
+            TransportListen::Ws => crate::adapters::DEFAULT_SEND_QUEUE_LIMIT,
         };
         let subprotocols = match &config {
+            #[cfg(feature = "websocket")]
             TransportListen::WsWith(c) => c.ws.subprotocols.clone(),
             _ => Vec::new(),
         };
@@ -304,6 +321,7 @@ impl Controller {
 /// The handshake request a native `Ws` connect to `addr` makes: its path (a URL's own, else the
 /// configured one), its headers (names lowercase; no `sec-websocket-key`, nothing is hashed
 /// here) and its subprotocol offer.
+#[cfg(feature = "websocket")]
 fn ws_request(addr: &RemoteAddr, config: &WsConnectConfig) -> WsRequest {
     let configured = config.path.as_deref().unwrap_or(DEFAULT_PATH);
     let configured =

@@ -607,7 +607,7 @@ impl Core {
             Some((StoredNetEvent::Message(last, buffered), _)),
         ) = (&event, inbox.back_mut())
         {
-            if endpoint == last && endpoint.transport() == Transport::Tcp {
+            if endpoint == last && endpoint.transport().is_tcp() {
                 buffered.extend_from_slice(data);
                 return;
             }
@@ -660,7 +660,7 @@ impl Core {
         let (host, port) = match url::Url::parse(text) {
             // TLS is not simulated: a wss:// URL reaches its node as ws:// would. Without a
             // port, a URL means its scheme's (80, 443), as natively.
-            Ok(url) if transport == Transport::Ws && matches!(url.scheme(), "ws" | "wss") => {
+            Ok(url) if transport.is_ws() && matches!(url.scheme(), "ws" | "wss") => {
                 let host = url.host_str().ok_or_else(|| invalid(format!("{text}: no host")))?;
                 let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
                 (host, url.port_or_known_default().unwrap_or(80))
@@ -701,7 +701,7 @@ impl Core {
         queue_limit: usize,
         subprotocols: Vec<String>,
     ) -> io::Result<(ResourceId, SocketAddr)> {
-        let udp = transport == Transport::Udp;
+        let udp = transport.is_udp();
         let group = addr.ip().is_multicast().then_some(addr.ip());
         let port = if addr.port() == 0 { self.allocate_port(node, udp) } else { addr.port() };
         let state = &self.nodes[node];
@@ -739,7 +739,7 @@ impl Core {
         ws: Option<WsRequest>,
     ) -> io::Result<(Endpoint, SocketAddr)> {
         let peer = self.resolve(addr, transport)?;
-        let udp = transport == Transport::Udp;
+        let udp = transport.is_udp();
         let port = self.allocate_port(node, udp);
         let state = &mut self.nodes[node];
         let id = state.ids.generate(transport.id(), ResourceType::Remote);
@@ -810,7 +810,7 @@ impl Core {
                 let ip = group.unwrap_or(self.nodes[node].ip);
                 let from = SocketAddr::new(ip, port);
                 let to = peer.unwrap_or(endpoint.addr());
-                self.send_datagram(node, from, to, data);
+                self.send_datagram(node, endpoint.transport(), from, to, data);
                 SendStatus::Sent
             }
         }
@@ -830,7 +830,7 @@ impl Core {
         if !c.open[side] {
             return SendStatus::ResourceNotAvailable;
         }
-        if c.transport != Transport::Tcp && data.len() > c.max_frame {
+        if !c.transport.is_tcp() && data.len() > c.max_frame {
             return SendStatus::MaxPacketSizeExceeded;
         }
         let now = self.now;
@@ -841,10 +841,10 @@ impl Core {
         }
         let (transport, from, to) = (c.transport, c.ends[side].node, c.ends[1 - side].node);
         // Only WebSocket frames have a kind; the other transports carry bytes.
-        let kind = if transport == Transport::Ws { kind } else { MessageKind::Binary };
+        let kind = if transport.is_ws() { kind } else { MessageKind::Binary };
         // Plain Tcp is a byte stream: cut it at seeded points to catch framing bugs.
         let mut pieces = Vec::new();
-        if transport == Transport::Tcp && data.len() > 1 && self.chance(0.5) {
+        if transport.is_tcp() && data.len() > 1 && self.chance(0.5) {
             let cuts = self.rng.random_range(1..=3.min(data.len() - 1));
             let mut points: Vec<usize> =
                 (0..cuts).map(|_| self.rng.random_range(1..data.len())).collect();
@@ -1068,7 +1068,14 @@ impl Core {
         }
     }
 
-    fn send_datagram(&mut self, from_node: NodeId, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+    fn send_datagram(
+        &mut self,
+        from_node: NodeId,
+        transport: Transport,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+    ) {
         let targets: Vec<NodeId> = if to.ip().is_multicast() || is_broadcast(to.ip()) {
             (0..self.nodes.len()).collect()
         } else {
@@ -1077,7 +1084,7 @@ impl Core {
         for target in targets {
             let link = self.link(from_node, target);
             let (mut copies, mut extra) = (1, Duration::ZERO);
-            match self.judge(from_node, target, Transport::Udp, data) {
+            match self.judge(from_node, target, transport, data) {
                 Verdict::Drop => copies = 0,
                 Verdict::Duplicate => copies = 2,
                 Verdict::Delay(delay) => extra = delay,
@@ -1395,7 +1402,7 @@ impl Core {
 
     fn on_fin(&mut self, conn: u64, from: usize, goodbye: bool) {
         let receiver = self.receiver(conn, from);
-        let ws = self.conns.get(&conn).is_some_and(|c| c.transport == Transport::Ws);
+        let ws = self.conns.get(&conn).is_some_and(|c| c.transport.is_ws());
         let close = (ws && goodbye).then(|| WsClose { code: 1000, reason: String::new() });
         if let Some(c) = self.conns.get_mut(&conn) {
             // Who waits to send on the closed side learns from the next send, as natively.
