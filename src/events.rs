@@ -142,6 +142,14 @@ pub struct EventReceiver<E> {
     sender: EventSender<E>,
 }
 
+impl<E: Send + 'static> Default for EventReceiver<E> {
+    /// A new event queue, as message-io's `EventReceiver::default()`: the same as
+    /// [`split`]'s receiver, whose sender [`EventReceiver::sender`] gives.
+    fn default() -> Self {
+        split().1
+    }
+}
+
 impl<E> EventReceiver<E> {
     /// A sender for this receiver.
     pub fn sender(&self) -> &EventSender<E> {

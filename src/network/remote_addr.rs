@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 /// Where to connect: a socket address, or a string for what needs more than one (a host name,
 /// a `ws://`/`wss://` URL).
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum RemoteAddr {
     /// A resolved socket address.
     Socket(SocketAddr),
