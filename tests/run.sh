@@ -19,17 +19,36 @@ cargo fmt --check
 step "clippy, native (all targets)"
 cargo clippy --locked --all-targets -- -D warnings
 
-step "clippy, without the tls feature (the crate builds without TLS)"
-cargo clippy --locked --lib --no-default-features -- -D warnings
-
 step "clippy, browser build (wasm32-unknown-unknown)"
 cargo clippy --locked --lib --target wasm32-unknown-unknown -- -D warnings
+
+step "clippy, each feature alone and none (message-io's features), native and browser"
+for features in tcp udp websocket tls serde strum ""; do
+    for target in "" wasm32-unknown-unknown; do
+        echo "-- features: '${features}'${target:+, $target}"
+        cargo clippy --locked --lib --no-default-features ${features:+--features "$features"} \
+            ${target:+--target "$target"} -- -D warnings
+    done
+done
+
+step "a transport that is off takes its dependencies: tcp or udp alone has no tungstenite, no rustls"
+for features in tcp udp; do
+    deps="$(cargo tree --locked --no-default-features --features "$features" -e normal \
+        --prefix none | grep -E '^(tungstenite|rustls|webpki-roots) ' || true)"
+    [ -z "$deps" ] || { echo "--features $features still depends on: $deps" >&2; exit 1; }
+done
 
 step "docs"
 RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps
 
 step "tests"
 cargo test --locked --no-fail-fast
+
+step "message-io conformance: its own tests, benches and examples on portnet, and a control run"
+bash tests/conformance/run.sh
+
+step "public API beside message-io 0.19's (needs nightly: rustdoc JSON)"
+bash tests/conformance/public_api.sh
 
 step "demo"
 cargo run --locked --example demo
