@@ -19,7 +19,13 @@ results="$work/results.tsv"
 WAIT_SECS=${WAIT_SECS:-30}
 pids=()
 
-result() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >>"$results"; echo "== $1: $2 ${3:-}"; }
+# result CHECK STATUS [DETAIL]: one line each, whatever DETAIL holds (a log's tail).
+result() {
+    local detail
+    detail="$(printf '%s' "${3:-}" | tr '\t\n\r' '   ')"
+    printf '%s\t%s\t%s\n' "$1" "$2" "$detail" >>"$results"
+    echo "== $1: $2 $detail"
+}
 
 # start NAME [DIR] -- CMD...: runs CMD in the background (in DIR), output in $work/NAME.log.
 start() {
@@ -101,7 +107,14 @@ ping_pong() {
     local transport=$1 port target
     start server -- "$bin/ping-pong" server "$transport" 0
     expect server "Server running at" || return 1
-    port=$(grep -o 'Server running at [^ ]*' "$work/server.log" | grep -o '[0-9]*$')
+    # The whole line, port included, before the client starts (bounded like `expect`).
+    local deadline=$((SECONDS + WAIT_SECS))
+    until port=$(grep -oE 'Server running at [^ ]+:[0-9]+ by' "$work/server.log" |
+        grep -oE '[0-9]+ by' | grep -oE '^[0-9]+') && [ -n "$port" ]; do
+        [ $SECONDS -lt $deadline ] ||
+            { failure="no port in the server's line: $(head -c 300 "$work/server.log")"; return 1; }
+        sleep 0.1
+    done
     case $transport in
         ws) target="ws://127.0.0.1:$port/" ;;
         *) target="127.0.0.1:$port" ;;

@@ -37,8 +37,10 @@ results="$out/results.tsv"
 say() { printf '\n-- %s\n' "$*"; }
 # record COPY FEATURE_SET CHECK STATUS [DETAIL]; STATUS is pass, FAIL, SKIPPED or n/a.
 record() {
-    printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" >>"$results"
-    printf '   %-8s %-10s %-34s %s %s\n' "$1" "$2" "$3" "$4" "${5:-}"
+    local detail
+    detail="$(printf '%s' "${5:-}" | tr '\t\n\r' '   ')"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$detail" >>"$results"
+    printf '   %-8s %-10s %-34s %s %s\n' "$1" "$2" "$3" "$4" "$detail"
 }
 
 # message-io 0.19.0's published source: portnet's dev-dependency, so cargo has it already.
