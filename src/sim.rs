@@ -46,6 +46,8 @@
 //! test prints it with the command that reruns exactly that case, the tail of the trace, and
 //! where the whole trace was written.
 
+mod addresses;
+
 pub use crate::backend::sim::world::{
     Fault, Link, Packet, Spread, UDP_OVERHEAD_V4, UDP_OVERHEAD_V6, Verdict,
 };

@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-mod addresses;
+pub(crate) mod addresses;
 mod datagram;
 mod linger;
 mod link;

@@ -22,6 +22,10 @@ pub(crate) fn node_v6(id: NodeId) -> Ipv6Addr {
     Ipv6Addr::from((0xfd00_u128 << 112) | (id as u128 + 1))
 }
 
+/// IPv6's link-local all-nodes group, `ff02::1`: every node is in it, as natively every
+/// interface is, so it reaches every socket bound to `[::]` on its port.
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
 /// An IPv4 broadcast address (the limited one, or a `/24`'s).
 pub(crate) fn is_broadcast(ip: IpAddr) -> bool {
     matches!(ip.to_canonical(), IpAddr::V4(v4) if v4.is_broadcast() || v4.octets()[3] == 255)
@@ -31,6 +35,9 @@ pub(crate) fn is_broadcast(ip: IpAddr) -> bool {
 /// datagram or a connection addressed to `to`.
 pub(crate) fn accepts(bound: IpAddr, to: IpAddr) -> bool {
     let to = to.to_canonical();
+    if to == IpAddr::V6(ALL_NODES) && bound == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        return true; // IPv6's broadcast: every interface is in the all-nodes group
+    }
     if bound.is_multicast() || to.is_multicast() {
         return bound == to; // a group reaches only the sockets that joined it
     }
