@@ -1,6 +1,6 @@
 //! A link: the properties of one direction of a path between two nodes, its delays and its
 //! faults. The datagram faults it describes (corruption, truncation, the MTU) are applied in
-//! [`super::datagram_faults`].
+//! the `datagram` module beside it.
 
 use std::time::Duration;
 
