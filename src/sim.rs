@@ -46,7 +46,11 @@
 //! test prints it with the command that reruns exactly that case, the tail of the trace, and
 //! where the whole trace was written.
 
-pub use crate::backend::sim::world::{Fault, Link, Packet, Spread, Verdict};
+mod addresses;
+
+pub use crate::backend::sim::world::{
+    Fault, Link, Packet, Spread, UDP_OVERHEAD_V4, UDP_OVERHEAD_V6, Verdict,
+};
 
 use crate::backend::sim::world::{Core, Ev, FaultEnd, NodeId, Status};
 use crate::backend::sim::{self as driver, CURRENT, Shared, Yielded};

@@ -9,16 +9,22 @@ use crate::network::{
     Endpoint, EventDetail, RemoteAddr, ResourceId, ResourceType, SendStatus, StoredNetEvent,
     Transport,
 };
+use addresses::is_broadcast;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub(crate) mod addresses;
+mod datagram;
 mod linger;
+mod link;
+
+pub use link::{Link, Spread, UDP_OVERHEAD_V4, UDP_OVERHEAD_V6};
 
 /// A node's index in the world.
 pub(crate) type NodeId = usize;
@@ -28,75 +34,6 @@ pub(crate) const RETRANSMIT: Duration = Duration::from_millis(200);
 
 /// First port handed out for `connect` and port-0 `listen`.
 const EPHEMERAL_PORTS: u16 = 49152;
-
-/// The properties of the path from one node to another.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Link {
-    /// Fixed one-way delay.
-    pub latency: Duration,
-    /// Extra delay drawn per packet, with `spread` (reorders datagrams): uniformly from
-    /// `0..=jitter` by default.
-    pub jitter: Duration,
-    /// How the extra delay is distributed (default [`Spread::Uniform`]).
-    pub spread: Spread,
-    /// Probability that a datagram is lost (a stream segment is retransmitted instead).
-    pub loss: f64,
-    /// Probability that a datagram arrives twice.
-    pub duplicate: f64,
-    /// Bytes per second the link carries (`None`: unlimited). Packets queue behind each other,
-    /// so a stream's send queue fills and `send` answers `QueueFull`.
-    pub bandwidth: Option<u64>,
-    /// Bytes the link buffers while it transmits (`None`: unlimited); datagrams beyond are
-    /// dropped, as by a router's full queue.
-    pub queue: Option<usize>,
-}
-
-impl Default for Link {
-    /// A clean link with 1 ms latency.
-    fn default() -> Self {
-        Link {
-            latency: Duration::from_millis(1),
-            jitter: Duration::ZERO,
-            spread: Spread::Uniform,
-            loss: 0.0,
-            duplicate: 0.0,
-            bandwidth: None,
-            queue: None,
-        }
-    }
-}
-
-/// How a link's extra delay per packet is drawn, given its `jitter`.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
-pub enum Spread {
-    /// Uniformly from `0..=jitter`: a bounded, even spread.
-    #[default]
-    Uniform,
-    /// Exponentially with mean `jitter`: mostly small, sometimes several times larger (queueing
-    /// behind other traffic). Capped at 20 × `jitter`.
-    Exponential,
-    /// Pareto with mean `jitter` and this shape (> 1; smaller is heavier): the long tail of a
-    /// congested or wireless path, where a few packets take far longer than the rest. Capped at
-    /// 100 × `jitter`.
-    Pareto(f64),
-}
-
-impl Spread {
-    /// The extra delay for a uniform draw `u` in `[0, 1)`, by the inverse of the distribution.
-    fn sample(self, jitter: Duration, u: f64) -> Duration {
-        let mean = jitter.as_secs_f64();
-        let seconds = match self {
-            Spread::Uniform => mean * u,
-            Spread::Exponential => (-mean * (1.0 - u).ln()).min(20.0 * mean),
-            Spread::Pareto(shape) => {
-                let shape = if shape.is_finite() && shape > 1.0 { shape } else { 1.0 + 1e-3 };
-                let least = mean * (shape - 1.0) / shape;
-                (least / (1.0 - u).powf(1.0 / shape)).min(100.0 * mean)
-            }
-        };
-        Duration::from_secs_f64(seconds.max(0.0))
-    }
-}
 
 /// What a per-packet rule decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +46,11 @@ pub enum Verdict {
     Delay(Duration),
     /// Deliver it twice (datagrams only; streams ignore duplicates as TCP does).
     Duplicate,
+    /// Flip bits in it at seeded places, as a link's `corrupt` does (datagrams only: streams
+    /// are never corrupted, their checksums and retransmits hide it).
+    Corrupt,
+    /// Deliver only its first this many bytes (datagrams only; no effect if not shorter).
+    Truncate(usize),
 }
 
 /// A packet as a rule sees it.
@@ -122,6 +64,8 @@ pub struct Packet<'a> {
     pub transport: Transport,
     /// The application bytes it carries (a whole message on packet-based transports).
     pub payload: &'a [u8],
+    /// The path's MTU ([`Link::mtu`]) drops this `Udp` datagram, after the rule's verdict.
+    pub over_mtu: bool,
 }
 
 /// One fault decision of a run, as recorded on its tape.
@@ -248,7 +192,8 @@ pub(crate) struct NodeState {
     /// The event the application is handling now, when its detail is not the default.
     pub in_hand: Option<(Endpoint, EventDetail)>,
     resources: BTreeMap<ResourceId, Res>,
-    ports: BTreeMap<(bool, u16), ResourceId>,
+    /// Bound sockets by (udp, port, address): see [`addresses`].
+    ports: BTreeMap<(bool, u16, IpAddr), ResourceId>,
     next_port: u16,
     ids: ResourceIdGenerator,
     /// The sequence number of the pending `Wake`, if any: older wakes are stale.
@@ -269,10 +214,11 @@ enum Res {
         conn: u64,
         side: usize,
     },
+    /// `bound`: the address it is bound to (a wildcard, its own, or a group it joined).
     Udp {
         port: u16,
         peer: Option<SocketAddr>,
-        group: Option<IpAddr>,
+        bound: IpAddr,
     },
 }
 
@@ -511,13 +457,7 @@ impl Core {
 
     pub fn add_node(&mut self, name: &str) -> NodeId {
         let id = self.nodes.len();
-        // Simulated addresses: 10.0.x.y, never on a real network.
-        let ip = IpAddr::V4(Ipv4Addr::new(
-            10,
-            (id / (250 * 256) % 256) as u8,
-            (id / 250 % 256) as u8,
-            (id % 250 + 1) as u8,
-        ));
+        let ip = IpAddr::V4(addresses::node_v4(id));
         assert!(!self.by_ip.contains_key(&ip), "portnet sim: more nodes than simulated addresses");
         self.nodes.push(NodeState {
             name: name.to_string(),
@@ -536,6 +476,7 @@ impl Core {
         });
         self.names.insert(name.to_string(), id);
         self.by_ip.insert(ip, id);
+        self.by_ip.insert(addresses::node_v6(id).into(), id);
         id
     }
 
@@ -644,51 +585,10 @@ impl Core {
         loop {
             let port = state.next_port;
             state.next_port = state.next_port.checked_add(1).unwrap_or(EPHEMERAL_PORTS);
-            if !state.ports.contains_key(&(udp, port)) {
+            if !state.port_used(udp, port) {
                 return port;
             }
         }
-    }
-
-    /// Resolves an address given to `connect`: node names (`"server:3000"`), simulated IPs.
-    fn resolve(&self, addr: &RemoteAddr, transport: Transport) -> io::Result<SocketAddr> {
-        let text = match addr {
-            RemoteAddr::Socket(addr) => return Ok(*addr),
-            RemoteAddr::Str(text) => text,
-        };
-        let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
-        let (host, port) = match url::Url::parse(text) {
-            // TLS is not simulated: a wss:// URL reaches its node as ws:// would. Without a
-            // port, a URL means its scheme's (80, 443), as natively.
-            Ok(url) if transport.is_ws() && matches!(url.scheme(), "ws" | "wss") => {
-                let host = url.host_str().ok_or_else(|| invalid(format!("{text}: no host")))?;
-                let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-                (host, url.port_or_known_default().unwrap_or(80))
-            }
-            _ => {
-                if let Ok(addr) = text.parse() {
-                    return Ok(addr);
-                }
-                let (host, port) = text
-                    .rsplit_once(':')
-                    .ok_or_else(|| invalid(format!("{text}: expected host:port")))?;
-                let port: u16 =
-                    port.parse().map_err(|_| invalid(format!("{text}: bad port {port:?}")))?;
-                (host.to_owned(), port)
-            }
-        };
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, port));
-        }
-        let host = host.as_str();
-        let node = self.node_id(host).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("{text}: no simulated node {host:?}"))
-        })?;
-        Ok(SocketAddr::new(self.nodes[node].ip, port))
-    }
-
-    fn node_by_ip(&self, ip: IpAddr) -> Option<NodeId> {
-        self.by_ip.get(&ip).copied()
     }
 
     // ----- what nodes ask (their `NetworkController`) -----
@@ -702,10 +602,10 @@ impl Core {
         subprotocols: Vec<String>,
     ) -> io::Result<(ResourceId, SocketAddr)> {
         let udp = transport.is_udp();
-        let group = addr.ip().is_multicast().then_some(addr.ip());
+        let (bound, reported) = self.bind_ip(node, addr.ip())?;
         let port = if addr.port() == 0 { self.allocate_port(node, udp) } else { addr.port() };
         let state = &self.nodes[node];
-        if group.is_none() && state.ports.contains_key(&(udp, port)) {
+        if !bound.is_multicast() && state.port_taken(udp, port, bound) {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 format!("{transport} listen on {addr}: port {port} in use on {}", state.name),
@@ -713,14 +613,14 @@ impl Core {
         }
         let id = state.ids.generate(transport.id(), ResourceType::Local);
         let state = &mut self.nodes[node];
-        state.ports.entry((udp, port)).or_insert(id);
+        state.ports.entry((udp, port, bound)).or_insert(id);
         let res = if udp {
-            Res::Udp { port, peer: None, group }
+            Res::Udp { port, peer: None, bound }
         } else {
             Res::Listener { transport, queue_limit, subprotocols }
         };
         state.resources.insert(id, res);
-        let local = SocketAddr::new(group.unwrap_or(state.ip), port);
+        let local = SocketAddr::new(reported, port);
         let line = format!("{} listens on {local} over {transport} as {id}", state.name);
         self.log(format_args!("{line}"));
         Ok((id, local))
@@ -741,14 +641,15 @@ impl Core {
         let peer = self.resolve(addr, transport)?;
         let udp = transport.is_udp();
         let port = self.allocate_port(node, udp);
+        let ip = self.source_ip(node, addresses::unspecified_like(peer.ip()), peer.ip());
         let state = &mut self.nodes[node];
         let id = state.ids.generate(transport.id(), ResourceType::Remote);
-        let local = SocketAddr::new(state.ip, port);
-        state.ports.insert((udp, port), id);
+        let local = SocketAddr::new(ip, port);
+        state.ports.insert((udp, port, ip), id);
         let endpoint = Endpoint::new(id, peer);
         let line = format!("{} connects to {peer} over {transport} as {id}", state.name);
         if udp {
-            state.resources.insert(id, Res::Udp { port, peer: Some(peer), group: None });
+            state.resources.insert(id, Res::Udp { port, peer: Some(peer), bound: ip });
             self.log(format_args!("{line}"));
             self.deliver(node, StoredNetEvent::Connected(endpoint, true));
             return Ok((endpoint, local));
@@ -783,7 +684,7 @@ impl Core {
         );
         self.log(format_args!("{line}"));
         // Nobody at that address: the connect hangs until its timeout, as on a real network.
-        if let Some(server) = self.node_by_ip(peer.ip()) {
+        if let Some(server) = self.route(node, peer.ip()) {
             let at = self.now + self.delay(node, server);
             self.schedule(at, Ev::Syn(conn));
         }
@@ -803,13 +704,12 @@ impl Core {
         match self.nodes[node].resources.get(&id) {
             None | Some(Res::Listener { .. }) => SendStatus::ResourceNotFound,
             Some(&Res::Stream { conn, side }) => self.send_stream(conn, side, data, kind),
-            Some(&Res::Udp { port, peer, group }) => {
+            Some(&Res::Udp { port, peer, bound }) => {
                 if data.len() > MAX_LOCAL_PAYLOAD_LEN {
                     return SendStatus::MaxPacketSizeExceeded;
                 }
-                let ip = group.unwrap_or(self.nodes[node].ip);
-                let from = SocketAddr::new(ip, port);
                 let to = peer.unwrap_or(endpoint.addr());
+                let from = SocketAddr::new(self.source_ip(node, bound, to.ip()), port);
                 self.send_datagram(node, endpoint.transport(), from, to, data);
                 SendStatus::Sent
             }
@@ -868,10 +768,10 @@ impl Core {
             // at the same instant are read together instead).
             let apart = Duration::from_micros(10) * index as u32;
             let mut at = leaves + self.delay(from, to) + apart;
-            match self.judge(from, to, transport, &piece) {
+            match self.judge(from, to, (transport, &piece, false)) {
                 Verdict::Drop => at += RETRANSMIT,
                 Verdict::Delay(extra) => at += extra,
-                Verdict::Pass | Verdict::Duplicate => (),
+                _ => (), // streams are not duplicated, corrupted nor cut
             }
             let lost = self.chance(self.link(from, to).loss);
             if lost
@@ -994,14 +894,21 @@ impl Core {
         }
     }
 
-    fn judge(&mut self, from: NodeId, to: NodeId, transport: Transport, payload: &[u8]) -> Verdict {
+    /// The rule's verdict on a packet (`over_mtu`: a datagram the path's MTU drops).
+    fn judge(&mut self, from: NodeId, to: NodeId, packet: (Transport, &[u8], bool)) -> Verdict {
         let Some(mut rule) = self.rule.take() else { return Verdict::Pass };
-        let packet =
-            Packet { from: &self.nodes[from].name, to: &self.nodes[to].name, transport, payload };
-        let verdict = rule(&packet);
+        let (transport, payload, over_mtu) = packet;
+        let (from_name, to_name) = (&self.nodes[from].name, &self.nodes[to].name);
+        let verdict = rule(&Packet { from: from_name, to: to_name, transport, payload, over_mtu });
         self.rule = Some(rule);
         let len = payload.len();
+        let void = match verdict {
+            Verdict::Corrupt => !transport.is_udp() || len == 0,
+            Verdict::Truncate(keep) => !transport.is_udp() || keep >= len,
+            _ => false,
+        };
         if verdict == Verdict::Pass
+            || void
             || !self.fault(from, to, format_args!("rule: {verdict:?} {transport} {len} bytes"))
         {
             return Verdict::Pass;
@@ -1068,6 +975,8 @@ impl Core {
         }
     }
 
+    /// Sends a datagram (`transport` is `Udp`: named by the caller, which exists only in a build
+    /// with `udp`).
     fn send_datagram(
         &mut self,
         from_node: NodeId,
@@ -1076,55 +985,26 @@ impl Core {
         to: SocketAddr,
         data: &[u8],
     ) {
+        // However the application wrote it (`::ffff:a.b.c.d`), an IPv4 peer is reached over IPv4.
+        let to = SocketAddr::new(to.ip().to_canonical(), to.port());
         let targets: Vec<NodeId> = if to.ip().is_multicast() || is_broadcast(to.ip()) {
             (0..self.nodes.len()).collect()
         } else {
-            self.node_by_ip(to.ip()).into_iter().collect()
+            self.route(from_node, to.ip()).into_iter().collect()
         };
         for target in targets {
-            let link = self.link(from_node, target);
-            let (mut copies, mut extra) = (1, Duration::ZERO);
-            match self.judge(from_node, target, transport, data) {
-                Verdict::Drop => copies = 0,
-                Verdict::Duplicate => copies = 2,
-                Verdict::Delay(delay) => extra = delay,
-                Verdict::Pass => (),
-            }
-            // Both drawn every time, so the draws stay aligned when a replay suppresses one.
-            let (lost, duplicated) = (self.chance(link.loss), self.chance(link.duplicate));
-            if copies > 0 && lost && self.fault(from_node, target, format_args!("lose a datagram"))
-            {
-                copies = 0;
-            }
-            if copies == 1
-                && duplicated
-                && self.fault(from_node, target, format_args!("duplicate a datagram"))
-            {
-                copies = 2;
-            }
-            if let (Some(bandwidth), Some(queue)) = (link.bandwidth, link.queue) {
-                if copies > 0
-                    && self.link_backlog(from_node, target, bandwidth) + data.len() > queue
-                    && self.fault(
-                        from_node,
-                        target,
-                        format_args!("link queue full: drop a datagram"),
-                    )
-                {
-                    copies = 0;
-                }
-            }
-            for _ in 0..copies {
+            let fate = self.datagram_fate(from_node, target, transport, to, data);
+            for _ in 0..fate.copies {
                 let leaves = self.transmit(from_node, target, data.len());
-                let mut at = leaves + self.delay(from_node, target) + extra;
-                if link.jitter.is_zero() {
+                let mut at = leaves + self.delay(from_node, target) + fate.extra;
+                if self.link(from_node, target).jitter.is_zero() {
                     // Without jitter a path does not reorder, as loopback does not.
                     let last = self.last_datagram.entry((from_node, target)).or_default();
                     at = at.max(*last + Duration::from_nanos(1));
                     *last = at;
                 }
-                let event =
-                    Ev::Datagram { from_node, to_node: target, from, to, data: data.to_vec() };
+                let data = fate.payload.to_vec();
+                let event = Ev::Datagram { from_node, to_node: target, from, to, data };
                 self.schedule(at, event);
             }
         }
@@ -1264,7 +1144,7 @@ impl Core {
         match event {
             Ev::Syn(conn) => {
                 let c = self.conns.get(conn)?;
-                Some((c.ends[0].node, self.node_by_ip(c.ends[1].addr.ip())?))
+                Some((c.ends[0].node, self.route(c.ends[0].node, c.ends[1].addr.ip())?))
             }
             Ev::SynAck { conn, .. } | Ev::Refused(conn) => ends(conn, 1),
             Ev::Segment { conn, from, .. } | Ev::Fin { conn, from, .. } => ends(conn, *from),
@@ -1300,20 +1180,17 @@ impl Core {
     fn on_syn(&mut self, conn: u64) {
         let Some(c) = self.conns.get(&conn) else { return };
         let (client, target, transport) = (c.ends[0].node, c.ends[1].addr, c.transport);
-        let Some(server) = self.node_by_ip(target.ip()) else { return };
+        let Some(server) = self.route(client, target.ip()) else { return };
         let state = &self.nodes[server];
-        let queue_limit =
-            match state.ports.get(&(false, target.port())).and_then(|id| state.resources.get(id)) {
-                Some(Res::Listener { queue_limit, .. }) => *queue_limit,
-                _ => crate::adapters::DEFAULT_SEND_QUEUE_LIMIT,
+        let found = state.listener_at(target);
+        let bound = found.map_or(target.ip(), |(_, ip)| ip);
+        let (queue_limit, supported, listener) =
+            match found.map(|(id, _)| (id, state.resources.get(&id))) {
+                Some((id, Some(Res::Listener { transport: t, queue_limit, subprotocols }))) => {
+                    (*queue_limit, subprotocols.clone(), (*t == transport).then_some(id))
+                }
+                _ => (crate::adapters::DEFAULT_SEND_QUEUE_LIMIT, Vec::new(), None),
             };
-        let listener = state.ports.get(&(false, target.port())).copied().filter(|id| {
-            matches!(state.resources.get(id), Some(Res::Listener { transport: t, .. }) if *t == transport)
-        });
-        let supported = match listener.and_then(|id| state.resources.get(&id)) {
-            Some(Res::Listener { subprotocols, .. }) => subprotocols.clone(),
-            _ => Vec::new(),
-        };
         let alive = state.status != Status::Dead;
         let Some(listener) = listener.filter(|_| alive) else {
             let at = self.now + self.delay(server, client);
@@ -1326,6 +1203,7 @@ impl Core {
         let client_addr = {
             let c = self.conns.get_mut(&conn).expect("checked above");
             c.ends[1] = End { node: server, life, id: Some(id), addr: target };
+            c.ends[0].addr = addresses::as_seen(bound, c.ends[0].addr);
             c.queue_limit[1] = queue_limit;
             c.open[1] = true;
             c.listener = Some(listener);
@@ -1430,24 +1308,24 @@ impl Core {
             if state.status == Status::Dead {
                 continue;
             }
-            let for_node = state.ip == to.ip() || to.ip().is_multicast() || is_broadcast(to.ip());
+            let for_node =
+                self.owns(node, to.ip()) || to.ip().is_multicast() || is_broadcast(to.ip());
             if !for_node {
                 continue;
             }
             for (&id, res) in &state.resources {
-                let Res::Udp { port, peer, group } = res else { continue };
+                let Res::Udp { port, peer, bound } = res else { continue };
                 let matches = *port == to.port()
-                    && match (peer, to.ip().is_multicast()) {
-                        (Some(peer), _) => *peer == from,
-                        (None, true) => *group == Some(to.ip()),
-                        (None, false) => group.is_none(),
+                    && match peer {
+                        Some(peer) => addresses::same_addr(*peer, from),
+                        None => addresses::accepts(*bound, to.ip()),
                     };
                 if matches {
-                    receivers.push((node, id));
+                    receivers.push((node, id, addresses::as_seen(*bound, from)));
                 }
             }
         }
-        for (node, id) in receivers {
+        for (node, id, from) in receivers {
             self.deliver(node, StoredNetEvent::Message(Endpoint::new(id, from), data.clone()));
         }
     }
@@ -1494,8 +1372,4 @@ impl Core {
             self.conns.remove(&conn);
         }
     }
-}
-
-fn is_broadcast(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V4(v4) if v4.is_broadcast() || v4.octets()[3] == 255)
 }
