@@ -16,8 +16,8 @@ command -v nft >/dev/null || { apt-get update -qq && apt-get install -y -qq nfta
 step "format"
 cargo fmt --check
 
-step "clippy, native (all targets)"
-cargo clippy --locked --all-targets -- -D warnings
+step "clippy, native (the whole workspace, all targets: the sim runner, the perf report, ...)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "clippy, browser build (wasm32-unknown-unknown)"
 cargo clippy --locked --lib --target wasm32-unknown-unknown -- -D warnings
@@ -41,11 +41,13 @@ done
 step "docs"
 RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps
 
-step "tests"
-cargo test --locked --no-fail-fast
+step "tests (the whole workspace)"
+# --show-output prints what passing tests wrote, so that their SKIPPED lines are counted below.
+mkdir -p target
+cargo test --locked --workspace --no-fail-fast -- --show-output 2>&1 | tee target/test-output.log
 
 step "message-io conformance: its own tests, benches and examples on portnet, and a control run"
-bash tests/conformance/run.sh
+bash tests/conformance/run.sh 2>&1 | tee target/conformance-output.log
 
 step "public API beside message-io 0.19's (needs nightly: rustdoc JSON)"
 bash tests/conformance/public_api.sh
@@ -70,3 +72,9 @@ bash tests/autobahn.sh
 
 step "fuzzing (short)"
 bash fuzz/run.sh 20
+
+step "skipped: what could not run on this machine (each test says so with a line SKIPPED...)"
+skipped="$(cat target/test-output.log target/conformance-output.log 2>/dev/null |
+    grep -E '^SKIPPED' | sort -u || true)"
+[ -z "$skipped" ] || echo "$skipped"
+echo "SKIPPED: $(printf '%s' "$skipped" | grep -c . || true) tests or checks"
