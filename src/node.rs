@@ -10,6 +10,12 @@
 //! network events that are ready, in the order the system reported them.
 
 pub use crate::network::StoredNetEvent;
+pub use rng::NodeRng;
+
+mod observer;
+mod rng;
+
+pub(crate) use observer::EventObserver;
 
 use crate::events::{self, EventReceiver, EventSender};
 use crate::network::{self, Endpoint, EventDetail, NetEvent, NetworkController, NetworkProcessor};
@@ -132,7 +138,7 @@ impl<S> From<NodeEvent<'_, S>> for StoredNodeEvent<S> {
 /// ```
 pub fn split<S: Send>() -> (NodeHandler<S>, NodeListener<S>) {
     let (network, processor) = network::split();
-    split_on(network, processor, crate::core::clock::Clock::system())
+    split_on(network, processor, crate::core::clock::Clock::system(), NodeRng::from_os(), None)
 }
 
 /// A node over the given network and clock: every backend's nodes are made here.
@@ -140,16 +146,23 @@ pub(crate) fn split_on<S>(
     network: NetworkController,
     processor: NetworkProcessor,
     clock: crate::core::clock::Clock,
+    rng: NodeRng,
+    observer: Option<EventObserver>,
 ) -> (NodeHandler<S>, NodeListener<S>) {
     let (signals, receiver) = events::split_with_clock(clock);
     signals.set_waker(network.weak_waker());
-    let handler =
-        NodeHandler(Arc::new(HandlerInner { network, signals, running: AtomicBool::new(true) }));
+    let handler = NodeHandler(Arc::new(HandlerInner {
+        network,
+        signals,
+        running: AtomicBool::new(true),
+        rng,
+    }));
     let listener = NodeListener {
         processor,
         signals: receiver,
         handler: handler.clone(),
         pending: VecDeque::new(),
+        observer,
     };
     (handler, listener)
 }
@@ -158,6 +171,7 @@ struct HandlerInner<S> {
     network: NetworkController,
     signals: EventSender<S>,
     running: AtomicBool,
+    rng: NodeRng,
 }
 
 /// Acts on a node: its network, its signals, stopping it. Clone it freely, use it from any
@@ -196,6 +210,33 @@ impl<S> NodeHandler<S> {
         self.0.signals.now()
     }
 
+    /// The node's random source: draw the application's random choices from it (see
+    /// [`NodeRng`]). OS-seeded natively; in a simulated world derived from the world's seed
+    /// and the node's name, so a run that depends on these choices replays from the seed.
+    ///
+    /// ```
+    /// use portnet::sim::World;
+    /// use rand::RngCore;
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let draw = |seed| {
+    ///     let drawn = Arc::new(Mutex::new(0));
+    ///     let out = drawn.clone();
+    ///     let mut world = World::with_seed(seed);
+    ///     world.node::<(), _>("a", move |handler, _| {
+    ///         *out.lock().unwrap() = handler.rng().next_u64();
+    ///     });
+    ///     world.run_until_idle();
+    ///     let value = *drawn.lock().unwrap();
+    ///     value
+    /// };
+    /// assert_eq!(draw(7), draw(7)); // the same seed, the same choices
+    /// assert_ne!(draw(7), draw(8));
+    /// ```
+    pub fn rng(&self) -> NodeRng {
+        self.0.rng.clone()
+    }
+
     /// Whether the node is running (from creation until `stop`).
     pub fn is_running(&self) -> bool {
         self.0.running.load(Ordering::Acquire)
@@ -219,6 +260,8 @@ pub struct NodeListener<S> {
     handler: NodeHandler<S>,
     /// Events gathered by `try_next` and not handed out yet.
     pending: VecDeque<(StoredNodeEvent<S>, Option<EventDetail>)>,
+    /// Told of each event delivered (only in a simulated world that records them).
+    observer: Option<EventObserver>,
 }
 
 impl<S> NodeListener<S> {
@@ -231,6 +274,7 @@ impl<S> NodeListener<S> {
         callback: &mut dyn FnMut(NodeEvent<'_, S>),
     ) -> usize {
         let handler = &self.handler;
+        let mut observer = self.observer.as_mut();
         // Events of this turn are described live, not by what `try_next` handed out last.
         handler.network().hand_out(None, None);
         let mut delivered = 0;
@@ -241,6 +285,9 @@ impl<S> NodeListener<S> {
             }
             match self.signals.try_receive() {
                 Some(signal) => {
+                    if let Some(observe) = observer.as_mut() {
+                        observe(format_args!("signal"));
+                    }
                     callback(NodeEvent::Signal(signal));
                     delivered += 1;
                 }
@@ -261,6 +308,9 @@ impl<S> NodeListener<S> {
         self.processor.process(wait, &mut |event| {
             if handler.is_running() {
                 delivered += 1;
+                if let Some(observe) = observer.as_mut() {
+                    observe(format_args!("{}", observer::Described(&event)));
+                }
                 callback(NodeEvent::Network(event));
             }
         });

@@ -47,10 +47,12 @@
 //! where the whole trace was written.
 
 mod addresses;
+mod determinism;
 
 pub use crate::backend::sim::world::{
     Fault, Link, Packet, Spread, UDP_OVERHEAD_V4, UDP_OVERHEAD_V6, Verdict,
 };
+pub use determinism::check_determinism;
 
 use crate::backend::sim::world::{Core, Ev, FaultEnd, NodeId, Status};
 use crate::backend::sim::{self as driver, CURRENT, Shared, Yielded};
@@ -134,6 +136,8 @@ impl World {
             id: NEXT_WORLD.fetch_add(1, Ordering::Relaxed),
             core: Mutex::new(Core::new(seed, now)),
             world_thread: std::thread::current().id(),
+            seed,
+            app_events: Mutex::new(None),
         });
         World {
             seed,
@@ -648,12 +652,13 @@ where
     S: Send + 'static,
     F: Fn(NodeHandler<S>, NodeListener<S>) + Send + Sync + 'static,
 {
-    let clock = Clock::Manual(shared.core().clock.clone());
+    let (clock, rng) = determinism::clock_and_rng(&shared, node);
+    let observer = determinism::observer(&shared, node);
     let (controller, processor) = driver::split(shared, node);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let (network, processor) =
             crate::network::split_on(Controller::Sim(controller), Processor::Sim(processor));
-        let (handler, listener) = node::split_on(network, processor, clock);
+        let (handler, listener) = node::split_on(network, processor, clock, rng, observer);
         app(handler, listener);
     }));
     match result {
@@ -680,27 +685,6 @@ fn random_seed() -> u64 {
             .unwrap_or(0),
     );
     hasher.finish() % 1_000_000_000
-}
-
-/// Runs `scenario` twice with `seed` and compares the traces. Returns the first differing
-/// step, if any: a scenario that is not deterministic (it reads the real clock, iterates a
-/// `HashMap`, spawns threads) shows up here.
-pub fn check_determinism(seed: u64, scenario: impl Fn(&mut World)) -> Result<(), String> {
-    let run = || {
-        let mut world = World::with_seed(seed);
-        scenario(&mut world);
-        world.trace()
-    };
-    let (first, second) = (run(), run());
-    for (step, (a, b)) in first.iter().zip(&second).enumerate() {
-        if a != b {
-            return Err(format!("seed {seed}: traces differ at line {step}:\n  {a}\n  {b}"));
-        }
-    }
-    if first.len() != second.len() {
-        return Err(format!("seed {seed}: traces have {} and {} lines", first.len(), second.len()));
-    }
-    Ok(())
 }
 
 /// A scenario run that failed.

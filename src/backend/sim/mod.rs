@@ -46,6 +46,10 @@ pub(crate) struct Shared {
     pub core: Mutex<Core>,
     /// The thread that owns the world (and runs its nodes).
     pub world_thread: std::thread::ThreadId,
+    /// The world's seed (each node's random source is derived from it).
+    pub seed: u64,
+    /// When recording: per node name, a line per event its application was handed.
+    pub app_events: Mutex<Option<std::collections::BTreeMap<String, Vec<String>>>>,
 }
 
 impl Shared {
