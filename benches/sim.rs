@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench sim                        # full sizes
 //! PORTNET_BENCH_QUICK=1 cargo bench --bench sim  # small sizes, for CI to check it runs
+//! cargo bench --bench sim -- scale               # only the 1 000 and 10 000 node worlds
 //! ```
 
 use portnet::network::{Endpoint, NetEvent, Transport};
@@ -113,8 +114,65 @@ fn heartbeats(nodes: usize, virtual_time: Duration) {
     );
 }
 
+/// The resident memory of this process, in bytes (Linux; `None` elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// `nodes` nodes gossiping over FramedTcp, each sending 4 messages to its ring successor and
+/// to the node 7 places on (the world of tests/sim_scale.rs): wall time and memory per node.
+fn scale(nodes: usize) {
+    let before = resident_bytes();
+    let start = Instant::now();
+    let mut world = World::with_seed(4);
+    world.set_default_link(portnet::sim::Link {
+        latency: Duration::from_millis(2),
+        jitter: Duration::from_millis(3),
+        ..Default::default()
+    });
+    for me in 0..nodes {
+        world.node(&format!("n{me}"), move |handler: NodeHandler<()>, listener| {
+            handler.network().listen(Transport::FramedTcp, "0.0.0.0:9000").unwrap();
+            for peer in [(me + 1) % nodes, (me + 7) % nodes] {
+                handler.network().connect(Transport::FramedTcp, format!("n{peer}:9000")).unwrap();
+            }
+            listener.for_each(|event| {
+                if let NodeEvent::Network(NetEvent::Connected(endpoint, true)) = event {
+                    for _ in 0..4 {
+                        handler.network().send(endpoint, b"gossip");
+                    }
+                }
+            });
+        });
+    }
+    let built = start.elapsed();
+    world.run_until_idle();
+    let wall = start.elapsed();
+    let after = resident_bytes();
+    let per_node = match (before, after) {
+        (Some(b), Some(a)) => {
+            format!("{} KiB resident per node", a.saturating_sub(b) / 1024 / nodes as u64)
+        }
+        _ => "memory not measured here".into(),
+    };
+    println!(
+        "scale, {nodes} nodes gossiping (2 peers x 4 FramedTcp messages each): {} deliveries, \
+         {} trace lines, {wall:.2?} ({built:.2?} to add the nodes): {:.1} us per node; {per_node}",
+        world.deliveries(),
+        world.trace().len(),
+        wall.as_secs_f64() * 1e6 / nodes as f64,
+    );
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; nothing to parse.
+    // `cargo bench` passes `--bench`; `scale` alone runs the large worlds only.
+    if std::env::args().any(|a| a == "scale") {
+        scale(1_000);
+        scale(10_000);
+        return;
+    }
     if quick() {
         ping_pong(2_000);
         fan_in(100, 20);
