@@ -248,7 +248,47 @@ impl NetworkController {
 
     /// The handshake of an open `Ws` connection: the request's path and headers (server
     /// side), the response's headers (client side), and the agreed subprotocol. `None` for
-    /// other transports, before the handshake completes, and in the simulator.
+    /// other transports and before the handshake completes. The same in a simulated world,
+    /// where the handshake is agreed as natively (path, the client's headers, subprotocol):
+    ///
+    /// ```
+    /// # #[cfg(feature = "websocket")] {
+    /// use portnet::network::{NetEvent, Transport};
+    /// use portnet::node::NodeEvent;
+    /// use portnet::sim::World;
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let mut world = World::with_seed(1);
+    /// let server_seen = seen.clone();
+    /// world.node::<(), _>("server", move |handler, listener| {
+    ///     handler.network().listen(Transport::Ws, "0.0.0.0:80").unwrap();
+    ///     listener.for_each(|event| {
+    ///         if let NodeEvent::Network(NetEvent::Accepted(endpoint, _)) = event {
+    ///             let handshake = handler.network().ws_handshake(endpoint).unwrap();
+    ///             server_seen.lock().unwrap().push(handshake.path);
+    ///         }
+    ///     });
+    /// });
+    /// let client_seen = seen.clone();
+    /// world.node::<(), _>("client", move |handler, listener| {
+    ///     let (server, _) = handler.network().connect(Transport::Ws, "ws://server/chat").unwrap();
+    ///     // Not yet: the handshake has not completed.
+    ///     assert!(handler.network().ws_handshake(server).is_none());
+    ///     listener.for_each(|event| {
+    ///         if let NodeEvent::Network(NetEvent::Connected(endpoint, true)) = event {
+    ///             let handshake = handler.network().ws_handshake(endpoint).unwrap();
+    ///             client_seen.lock().unwrap().push(handshake.path);
+    ///             handler.stop();
+    ///         }
+    ///     });
+    /// });
+    /// world.run_until_idle();
+    /// let mut seen = seen.lock().unwrap().clone();
+    /// seen.sort();
+    /// assert_eq!(seen, ["/chat", "/chat"]);
+    /// # }
+    /// ```
     pub fn ws_handshake(&self, endpoint: Endpoint) -> Option<WsHandshake> {
         self.backend.ws_handshake(endpoint)
     }

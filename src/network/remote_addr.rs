@@ -122,6 +122,36 @@ fn host_port(host: &str, port: u16) -> RemoteAddr {
     }
 }
 
+/// A `(host, port)` tuple: natively the host is resolved by DNS at connect; in a simulated
+/// world it names a node, as `"host:port"` does.
+///
+/// ```
+/// # #[cfg(feature = "tcp")] {
+/// use portnet::network::{NetEvent, Transport};
+/// use portnet::node::NodeEvent;
+/// use portnet::sim::World;
+/// use std::sync::{Arc, Mutex};
+///
+/// let connected = Arc::new(Mutex::new(0));
+/// let mut world = World::with_seed(1);
+/// world.node::<(), _>("server", |handler, listener| {
+///     handler.network().listen(Transport::FramedTcp, "0.0.0.0:3000").unwrap();
+///     listener.for_each(|_| ());
+/// });
+/// let count = connected.clone();
+/// world.node::<(), _>("client", move |handler, listener| {
+///     handler.network().connect(Transport::FramedTcp, ("server", 3000)).unwrap();
+///     handler.network().connect(Transport::FramedTcp, (String::from("server"), 3000)).unwrap();
+///     listener.for_each(|event| {
+///         if let NodeEvent::Network(NetEvent::Connected(_, true)) = event {
+///             *count.lock().unwrap() += 1;
+///         }
+///     });
+/// });
+/// world.run_until_idle();
+/// assert_eq!(*connected.lock().unwrap(), 2);
+/// # }
+/// ```
 impl ToRemoteAddr for (&str, u16) {
     fn to_remote_addr(&self) -> io::Result<RemoteAddr> {
         Ok(host_port(self.0, self.1))
