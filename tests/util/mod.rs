@@ -243,7 +243,7 @@ pub fn in_own_network_namespace(test: &str) -> bool {
             );
         }
         Ok(out) if String::from_utf8_lossy(&out.stderr).contains("unshare failed") => {
-            eprintln!("SKIPPED {test}: this machine forbids network namespaces");
+            eprintln!("SKIPPED: {test}: this machine forbids network namespaces");
         }
         Ok(out) => panic!(
             "{test} failed inside its network namespace:\n{}\n{}",
