@@ -38,8 +38,7 @@ fn draws(seed: u64, restart: bool) -> BTreeMap<String, Vec<u64>> {
         world.restart("a");
         world.run_until_idle();
     }
-    let result = drawn.lock().unwrap().clone();
-    result
+    drawn.lock().unwrap().clone()
 }
 
 #[test]

@@ -15,11 +15,14 @@ const NODES: usize = 1_000;
 /// Messages each node sends to each of its three peers.
 const MESSAGES: u32 = 4;
 
+/// Per receiver, per sender, the sequence numbers in the order received.
+type Received = BTreeMap<usize, BTreeMap<usize, Vec<u32>>>;
+
 /// What one run gave: per receiver, per sender, the sequence numbers in the order received;
 /// per sender, whom it chose; the trace's digest and length; the deliveries.
 #[derive(Debug, PartialEq)]
 struct Outcome {
-    received: BTreeMap<usize, BTreeMap<usize, Vec<u32>>>,
+    received: Received,
     peers: BTreeMap<usize, [usize; 3]>,
     trace_digest: u64,
     trace_lines: usize,
@@ -27,7 +30,7 @@ struct Outcome {
 }
 
 fn gossip(seed: u64) -> Outcome {
-    let received: Arc<Mutex<BTreeMap<usize, BTreeMap<usize, Vec<u32>>>>> = Arc::default();
+    let received: Arc<Mutex<Received>> = Arc::default();
     let peers: Arc<Mutex<BTreeMap<usize, [usize; 3]>>> = Arc::default();
     let mut world = World::with_seed(seed);
     world.set_default_link(Link {

@@ -7,12 +7,11 @@ use std::process::{Command, Output};
 
 /// Runs the runner with its trace files under `dir` (its temporary directory).
 fn runner(dir: &Path, args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_sim-runner"))
+    Command::new(env!("CARGO_BIN_EXE_sim-runner"))
         .args(args)
         .env("TMPDIR", dir)
         .output()
-        .expect("the runner starts");
-    output
+        .expect("the runner starts")
 }
 
 fn stdout(output: &Output) -> String {
