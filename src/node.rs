@@ -10,6 +10,11 @@
 //! network events that are ready, in the order the system reported them.
 
 pub use crate::network::StoredNetEvent;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub use stream::{NodeStream, Writable};
+
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+mod stream;
 
 use crate::events::{self, EventReceiver, EventSender};
 use crate::network::{self, Endpoint, EventDetail, NetEvent, NetworkController, NetworkProcessor};
@@ -230,9 +235,20 @@ impl<S> NodeListener<S> {
         timeout: Option<Duration>,
         callback: &mut dyn FnMut(NodeEvent<'_, S>),
     ) -> usize {
-        let handler = &self.handler;
         // Events of this turn are described live, not by what `try_next` handed out last.
-        handler.network().hand_out(None, None);
+        self.handler.network().hand_out(None, None);
+        self.turn_keeping_hand_out(timeout, callback)
+    }
+
+    /// [`turn`](Self::turn) without resetting what `message_kind`/`ws_close` describe: for
+    /// turns that only gather (a [`NodeStream`]'s waiter runs them while the application may
+    /// still ask about the event it was handed last).
+    fn turn_keeping_hand_out(
+        &mut self,
+        timeout: Option<Duration>,
+        callback: &mut dyn FnMut(NodeEvent<'_, S>),
+    ) -> usize {
+        let handler = &self.handler;
         let mut delivered = 0;
         // Only the signals ready now: a callback that keeps signalling cannot starve the network.
         for _ in 0..self.signals.ready_len() {
@@ -333,19 +349,25 @@ impl<S> NodeListener<S> {
     /// [`poll_events`](Self::poll_events) to avoid copying messages.
     pub fn try_next(&mut self) -> Option<StoredNodeEvent<S>> {
         if self.pending.is_empty() && self.handler.is_running() {
-            let mut pending = std::mem::take(&mut self.pending);
-            let network = self.handler.network().clone();
-            self.turn(Some(Duration::ZERO), &mut |event| {
-                // What `message_kind`/`ws_close` say now, for when the event is handed out.
-                let detail = match &event {
-                    NodeEvent::Network(event) => network.detail(event),
-                    NodeEvent::Signal(_) => None,
-                };
-                pending.push_back((event.into(), detail));
-            });
-            self.pending = pending;
+            self.gather(Some(Duration::ZERO));
         }
         self.pop_pending()
+    }
+
+    /// Runs one turn that keeps its events, owned, for `pop_pending`; waits at most `timeout`
+    /// (forever if `None`) when nothing is ready.
+    fn gather(&mut self, timeout: Option<Duration>) {
+        let mut pending = std::mem::take(&mut self.pending);
+        let network = self.handler.network().clone();
+        self.turn_keeping_hand_out(timeout, &mut |event| {
+            // What `message_kind`/`ws_close` say now, for when the event is handed out.
+            let detail = match &event {
+                NodeEvent::Network(event) => network.detail(event),
+                NodeEvent::Signal(_) => None,
+            };
+            pending.push_back((event.into(), detail));
+        });
+        self.pending = pending;
     }
 
     /// The next gathered event, skipping those of resources removed since they were gathered.
