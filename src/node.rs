@@ -11,7 +11,7 @@
 
 pub use crate::network::StoredNetEvent;
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-pub use stream::{NodeStream, Writable};
+pub use stream::{Delay, NodeStream, Writable};
 
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 mod stream;

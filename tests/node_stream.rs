@@ -11,6 +11,7 @@ use portnet::node::{self, NodeStream, StoredNodeEvent};
 use std::io::Read;
 use std::net::TcpListener;
 use std::sync::mpsc;
+use std::time::Duration;
 use util::{Watchdog, check_payload, payload};
 
 const ROUND_TRIPS: u32 = 50;
@@ -198,4 +199,37 @@ fn writable_of_a_removed_endpoint_completes_at_once() {
     assert!(handler.network().remove(endpoint.resource_id()));
     let _stream = listener.into_stream().unwrap();
     assert!(futures::FutureExt::now_or_never(handler.writable(endpoint)).is_some());
+}
+
+/// A delay completes on the node's clock, no earlier than asked, while the stream is polled
+/// beside it; a dropped delay is cancelled and a later one still completes.
+async fn delays_complete(mut stream: NodeStream<u32>) {
+    let handler = stream.handler().clone();
+    let dropped = stream.delay(Duration::from_millis(10));
+    drop(dropped);
+    let start = handler.now();
+    let delay = stream.delay(Duration::from_millis(50));
+    match select(stream.next(), delay).await {
+        Either::Left((Some(event), _)) => panic!("no event expected: {event:?}"),
+        Either::Left((None, _)) => panic!("the node stopped first (watchdog)"),
+        Either::Right(((), _)) => (),
+    }
+    let waited = handler.now() - start;
+    assert!(waited >= Duration::from_millis(50), "completed after {waited:?}");
+    handler.stop();
+    assert!(stream.next().await.is_none(), "the stream ends after stop");
+}
+
+#[test]
+fn delay_completes_on_the_node_clock_on_both_executors() {
+    let (handler, listener) = node::split::<u32>();
+    let watchdog = Watchdog::new(&handler);
+    futures::executor::block_on(delays_complete(listener.into_stream().unwrap()));
+    watchdog.check("delay on block_on");
+
+    let (handler, listener) = node::split::<u32>();
+    let watchdog = Watchdog::new(&handler);
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(delays_complete(listener.into_stream().unwrap()));
+    watchdog.check("delay on tokio");
 }

@@ -14,7 +14,9 @@
 //! See `docs/async.md`.
 
 use super::{NodeHandler, NodeListener, StoredNodeEvent};
-use crate::network::Endpoint;
+use crate::core::clock::{Clock, Time};
+use crate::core::timers::TimerQueue;
+use crate::network::{Endpoint, NetworkController};
 use futures_core::Stream;
 use std::future::Future;
 use std::io;
@@ -22,6 +24,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// A node's events as a [`Stream`] (see [`NodeListener::into_stream`]): network events, owned,
 /// and signals, in the order `try_next` gives them. It ends after [`NodeHandler::stop`].
@@ -43,6 +46,7 @@ pub struct NodeStream<S> {
 
 struct Shared<S> {
     state: Mutex<State<S>>,
+    delays: Arc<Delays>,
     /// Signalled when the listener changes hands, or on closing.
     handed: Condvar,
 }
@@ -60,8 +64,7 @@ struct State<S> {
 
 impl<S> Shared<S> {
     fn lock(&self) -> MutexGuard<'_, State<S>> {
-        // A panic elsewhere while locked leaves the state consistent (no invariant spans it).
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 }
 
@@ -79,7 +82,13 @@ impl<S: Send + 'static> NodeListener<S> {
             ));
         }
         let handler = self.handler.clone();
+        let delays = Arc::new(Delays {
+            clock: self.signals.clock(),
+            network: handler.network().clone(),
+            timers: Mutex::new(TimerQueue::default()),
+        });
         let shared = Arc::new(Shared {
+            delays,
             state: Mutex::new(State {
                 at_rest: Some(self),
                 to_wait: None,
@@ -104,9 +113,11 @@ fn wait_for_events<S>(shared: &Shared<S>) {
             drop(state);
             if listener.handler.is_running() {
                 // Blocks until the poll reports something, a signal is ready (or its timer
-                // is due), or something wakes the node (`stop()`, closing the stream).
-                listener.gather(None);
+                // is due), the next delay is due, or something wakes the node (`stop()`,
+                // closing the stream, a new delay).
+                listener.gather(shared.delays.time_to_next());
             }
+            shared.delays.fire_due();
             state = shared.lock();
             state.at_rest = Some(listener);
             if let Some(waker) = state.waker.take() {
@@ -125,6 +136,20 @@ impl<S> NodeStream<S> {
     /// The handler of the node, to send, signal and stop.
     pub fn handler(&self) -> &NodeHandler<S> {
         &self.handler
+    }
+
+    /// A future that completes once `duration` has passed on the node's clock. The waiter
+    /// wakes for it, so it completes while this stream is polled (beside it, in a `select!`
+    /// or on another task), as `writable` does; its poll also checks the clock itself.
+    /// Cancellation safe: dropping it cancels the timer.
+    pub fn delay(&self, duration: Duration) -> Delay {
+        let delays = &self.shared.delays;
+        let deadline = delays.clock.now().after(duration);
+        let slot = Arc::new(Mutex::new(Slot { ready: false, waker: None }));
+        let id = lock(&delays.timers).insert(deadline, Arc::downgrade(&slot));
+        // A waiter in the poll waits for the old deadline: make it look again.
+        delays.network.wake();
+        Delay { slot, deadline, id, delays: delays.clone() }
     }
 
     /// Stops the waiter and gives the listener back, with every event not handed out yet:
@@ -169,6 +194,8 @@ impl<S> Stream for NodeStream<S> {
     /// to the waiter and returns `Pending` (the waiter wakes the task once it has events).
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        // Delays due while events kept the stream from going pending (no clock read if none).
+        this.shared.delays.fire_due();
         let mut state = this.shared.lock();
         let Some(listener) = state.at_rest.as_mut() else {
             // With the waiter: it wakes the latest task when it hands the listener back.
@@ -198,29 +225,41 @@ impl<S> NodeHandler<S> {
     /// Natively the node's [`NodeStream`] (or loop) must be running for the queue to drain.
     /// Cancellation safe: dropping it only drops the notification.
     pub fn writable(&self, endpoint: Endpoint) -> Writable {
-        let slot = Arc::new(Mutex::new(WritableSlot { ready: false, waker: None }));
+        let slot = Arc::new(Mutex::new(Slot { ready: false, waker: None }));
         let notified = Arc::downgrade(&slot);
         self.network().when_writable(endpoint, Box::new(move || notify_writable(&notified)));
         Writable { slot }
     }
 }
 
-fn notify_writable(slot: &Weak<Mutex<WritableSlot>>) {
-    let Some(slot) = slot.upgrade() else { return }; // the future was dropped
-    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+/// A panic elsewhere while locked leaves the state, a slot or a timer queue consistent (no
+/// invariant spans an unlock).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn notify(slot: &Mutex<Slot>) {
+    let mut slot = lock(slot);
     slot.ready = true;
     if let Some(waker) = slot.waker.take() {
         waker.wake();
     }
 }
 
+fn notify_writable(slot: &Weak<Mutex<Slot>>) {
+    if let Some(slot) = slot.upgrade() {
+        notify(&slot);
+    } // else the future was dropped
+}
+
 /// Completes once an endpoint's send queue has room again (see [`NodeHandler::writable`]).
 #[must_use = "futures do nothing unless awaited"]
 pub struct Writable {
-    slot: Arc<Mutex<WritableSlot>>,
+    slot: Arc<Mutex<Slot>>,
 }
 
-struct WritableSlot {
+/// Where a notification (writable again, a delay's deadline) meets the task that awaits it.
+struct Slot {
     ready: bool,
     waker: Option<Waker>,
 }
@@ -229,11 +268,68 @@ impl Future for Writable {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = lock(&self.slot);
         if slot.ready {
             return Poll::Ready(());
         }
         slot.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+/// The delays of a stream's node, on its clock; the waiter fires them.
+struct Delays {
+    clock: Clock,
+    network: NetworkController,
+    timers: Mutex<TimerQueue<Weak<Mutex<Slot>>>>,
+}
+
+impl Delays {
+    /// How long until the next delay is due, if one is pending.
+    fn time_to_next(&self) -> Option<Duration> {
+        let next = lock(&self.timers).next_deadline()?;
+        Some(self.clock.now().until(next))
+    }
+
+    /// Completes every delay that is due.
+    fn fire_due(&self) {
+        let mut timers = lock(&self.timers);
+        if timers.next_deadline().is_none() {
+            return; // the common case: no clock read
+        }
+        let now = self.clock.now();
+        while let Some((_, slot)) = timers.pop_due(now) {
+            if let Some(slot) = slot.upgrade() {
+                notify(&slot);
+            }
+        }
+    }
+}
+
+/// Completes once a duration has passed on the node's clock (see [`NodeStream::delay`]).
+#[must_use = "futures do nothing unless awaited"]
+pub struct Delay {
+    slot: Arc<Mutex<Slot>>,
+    deadline: Time,
+    id: u64,
+    delays: Arc<Delays>,
+}
+
+impl Future for Delay {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut slot = lock(&self.slot);
+        if slot.ready || self.delays.clock.now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Delay {
+    fn drop(&mut self) {
+        lock(&self.delays.timers).cancel(self.id);
     }
 }
