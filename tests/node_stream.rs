@@ -1,5 +1,6 @@
 //! `NodeStream`, the node's async face: the same echo application on three executors, no
-//! event lost to a dropped stream or future, and `writable` after `QueueFull`.
+//! event lost to a dropped stream or future, wake-ups only when something may be ready,
+//! `writable` after `QueueFull`, delays on the node's clock, and the simulator's refusal.
 
 mod util;
 
@@ -10,7 +11,8 @@ use portnet::network::{SendStatus, StoredNetEvent, Transport, TransportConnect};
 use portnet::node::{self, NodeStream, StoredNodeEvent};
 use std::io::Read;
 use std::net::TcpListener;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use util::{Watchdog, check_payload, payload};
 
@@ -232,4 +234,62 @@ fn delay_completes_on_the_node_clock_on_both_executors() {
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     runtime.block_on(delays_complete(listener.into_stream().unwrap()));
     watchdog.check("delay on tokio");
+}
+
+/// The simulator's async face is a later slice: until then `into_stream` says so, as an error.
+#[test]
+fn into_stream_in_a_simulated_world_is_unsupported_for_now() {
+    let result = Arc::new(Mutex::new(None));
+    let seen = result.clone();
+    let mut world = portnet::sim::World::with_seed(1);
+    world.node("a", move |_handler, listener: node::NodeListener<()>| {
+        *seen.lock().unwrap() = Some(listener.into_stream().err().map(|e| e.kind()));
+    });
+    world.run_until_idle();
+    let result = *result.lock().unwrap();
+    assert_eq!(result, Some(Some(std::io::ErrorKind::Unsupported)));
+}
+
+/// Counts its wake-ups and reports each one on a channel.
+struct CountingWaker {
+    wakes: AtomicUsize,
+    woken: Mutex<mpsc::Sender<()>>,
+}
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        let _ = self.woken.lock().unwrap().send(());
+    }
+}
+
+/// No polling loop: waiting 100 ms for a signal timer wakes the task about twice (the wake-up
+/// of the send, then the timer), where a loop polling every millisecond would wake it ~100
+/// times.
+#[test]
+fn the_stream_is_woken_only_when_something_may_be_ready() {
+    use std::task::{Context, Poll};
+    let (handler, listener) = node::split::<u32>();
+    let mut stream = listener.into_stream().unwrap();
+    let (woken, wakes) = mpsc::channel();
+    let counter = Arc::new(CountingWaker { wakes: Default::default(), woken: Mutex::new(woken) });
+    let waker = std::task::Waker::from(counter.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut poll = || futures::Stream::poll_next(std::pin::Pin::new(&mut stream), &mut cx);
+    assert!(poll().is_pending());
+    handler.signals().send_with_timer(7, Duration::from_millis(100));
+    let mut got = None;
+    for _ in 0..10 {
+        wakes.recv_timeout(util::WATCHDOG).expect("the task was never woken");
+        match poll() {
+            Poll::Ready(event) => {
+                got = event.map(StoredNodeEvent::signal);
+                break;
+            }
+            Poll::Pending => (),
+        }
+    }
+    assert_eq!(got, Some(7));
+    let count = counter.wakes.load(Ordering::SeqCst);
+    assert!(count <= 3, "woken {count} times for one timer");
 }
