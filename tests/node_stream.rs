@@ -293,3 +293,16 @@ fn the_stream_is_woken_only_when_something_may_be_ready() {
     let count = counter.wakes.load(Ordering::SeqCst);
     assert!(count <= 3, "woken {count} times for one timer");
 }
+
+/// Dropping the stream just after it went pending (the waiter may not have taken the listener
+/// yet) must not leave the waiter in the poll with nobody to wake it.
+#[test]
+fn dropping_a_stream_that_just_went_pending_returns() {
+    let _abort = util::AbortAfter::start("dropping a pending stream", util::WATCHDOG);
+    for _ in 0..200 {
+        let (_handler, listener) = node::split::<()>();
+        let mut stream = listener.into_stream().unwrap();
+        assert!(futures::FutureExt::now_or_never(stream.next()).is_none());
+        drop(stream);
+    }
+}

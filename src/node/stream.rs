@@ -110,8 +110,11 @@ fn wait_for_events<S>(shared: &Shared<S>) {
     let mut state = shared.lock();
     loop {
         if let Some(mut listener) = state.to_wait.take() {
+            // Closing: the stream did not see the listener leave, so it woke nothing; waiting
+            // now could last forever.
+            let closing = state.closing;
             drop(state);
-            if listener.handler.is_running() {
+            if !closing && listener.handler.is_running() {
                 // Blocks until the poll reports something, a signal is ready (or its timer
                 // is due), the next delay is due, or something wakes the node (`stop()`,
                 // closing the stream, a new delay).
