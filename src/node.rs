@@ -349,6 +349,8 @@ impl<S> NodeListener<S> {
     /// [`poll_events`](Self::poll_events) to avoid copying messages.
     pub fn try_next(&mut self) -> Option<StoredNodeEvent<S>> {
         if self.pending.is_empty() && self.handler.is_running() {
+            // As `turn` does: the events of this turn are described live until handed out.
+            self.handler.network().hand_out(None, None);
             self.gather(Some(Duration::ZERO));
         }
         self.pop_pending()
