@@ -2,7 +2,8 @@
 //!
 //! [`split`] gives a [`NodeHandler`] (act: network, signals, stop; clone it anywhere) and a
 //! [`NodeListener`] (receive events: `for_each`, `for_each_async`, `enqueue`, or pump it
-//! yourself with `try_next`/`poll_events`).
+//! yourself with `try_next`/`poll_events`; natively, `into_stream` gives a
+//! `NodeStream` for async code on any executor, see `docs/async.md`).
 //!
 //! The loop runs on the thread that calls `for_each` and sleeps until something happens: a
 //! network event, a signal, a timer, or `stop()`. Within one turn it first delivers the
