@@ -2,7 +2,8 @@
 //!
 //! [`split`] gives a [`NodeHandler`] (act: network, signals, stop; clone it anywhere) and a
 //! [`NodeListener`] (receive events: `for_each`, `for_each_async`, `enqueue`, or pump it
-//! yourself with `try_next`/`poll_events`).
+//! yourself with `try_next`/`poll_events`; natively, `into_stream` gives a
+//! `NodeStream` for async code on any executor, see `docs/async.md`).
 //!
 //! The loop runs on the thread that calls `for_each` and sleeps until something happens: a
 //! network event, a signal, a timer, or `stop()`. Within one turn it first delivers the
@@ -11,9 +12,13 @@
 
 pub use crate::network::StoredNetEvent;
 pub use rng::NodeRng;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub use stream::{Delay, NodeStream, Writable};
 
 mod observer;
 mod rng;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+mod stream;
 
 pub(crate) use observer::EventObserver;
 
@@ -273,10 +278,21 @@ impl<S> NodeListener<S> {
         timeout: Option<Duration>,
         callback: &mut dyn FnMut(NodeEvent<'_, S>),
     ) -> usize {
+        // Events of this turn are described live, not by what `try_next` handed out last.
+        self.handler.network().hand_out(None, None);
+        self.turn_keeping_hand_out(timeout, callback)
+    }
+
+    /// [`turn`](Self::turn) without resetting what `message_kind`/`ws_close` describe: for
+    /// turns that only gather (a [`NodeStream`]'s waiter runs them while the application may
+    /// still ask about the event it was handed last).
+    fn turn_keeping_hand_out(
+        &mut self,
+        timeout: Option<Duration>,
+        callback: &mut dyn FnMut(NodeEvent<'_, S>),
+    ) -> usize {
         let handler = &self.handler;
         let mut observer = self.observer.as_mut();
-        // Events of this turn are described live, not by what `try_next` handed out last.
-        handler.network().hand_out(None, None);
         let mut delivered = 0;
         // Only the signals ready now: a callback that keeps signalling cannot starve the network.
         for _ in 0..self.signals.ready_len() {
@@ -383,19 +399,27 @@ impl<S> NodeListener<S> {
     /// [`poll_events`](Self::poll_events) to avoid copying messages.
     pub fn try_next(&mut self) -> Option<StoredNodeEvent<S>> {
         if self.pending.is_empty() && self.handler.is_running() {
-            let mut pending = std::mem::take(&mut self.pending);
-            let network = self.handler.network().clone();
-            self.turn(Some(Duration::ZERO), &mut |event| {
-                // What `message_kind`/`ws_close` say now, for when the event is handed out.
-                let detail = match &event {
-                    NodeEvent::Network(event) => network.detail(event),
-                    NodeEvent::Signal(_) => None,
-                };
-                pending.push_back((event.into(), detail));
-            });
-            self.pending = pending;
+            // As `turn` does: the events of this turn are described live until handed out.
+            self.handler.network().hand_out(None, None);
+            self.gather(Some(Duration::ZERO));
         }
         self.pop_pending()
+    }
+
+    /// Runs one turn that keeps its events, owned, for `pop_pending`; waits at most `timeout`
+    /// (forever if `None`) when nothing is ready.
+    fn gather(&mut self, timeout: Option<Duration>) {
+        let mut pending = std::mem::take(&mut self.pending);
+        let network = self.handler.network().clone();
+        self.turn_keeping_hand_out(timeout, &mut |event| {
+            // What `message_kind`/`ws_close` say now, for when the event is handed out.
+            let detail = match &event {
+                NodeEvent::Network(event) => network.detail(event),
+                NodeEvent::Signal(_) => None,
+            };
+            pending.push_back((event.into(), detail));
+        });
+        self.pending = pending;
     }
 
     /// The next gathered event, skipping those of resources removed since they were gathered.

@@ -1,0 +1,125 @@
+//! An async echo server and client on tokio, over the node's async face (`NodeStream`).
+//!
+//! ```text
+//! cargo run --example async-echo                 # a server and a client in one process
+//! cargo run --example async-echo server          # prints `listening on 127.0.0.1:PORT`, serves until killed
+//! cargo run --example async-echo client ADDR     # sends to a server elsewhere
+//! ```
+//!
+//! Each node is one `Stream` of events on its own tokio task; sending stays synchronous. The
+//! client sends its lines at once and, when a send answers `QueueFull`, awaits
+//! `NodeHandler::writable` while it keeps reading its stream (`tokio::select!`): the stream
+//! drives the node, so it must be polled for the queue to drain.
+
+use futures::StreamExt;
+use portnet::network::{Endpoint, SendStatus, StoredNetEvent, Transport};
+use portnet::node::{self, NodeHandler, NodeStream, Writable};
+use std::io;
+use std::net::SocketAddr;
+
+const LINES: usize = 1000;
+
+/// Echoes every message until the node stops.
+async fn serve(mut stream: NodeStream<()>) {
+    let handler = stream.handler().clone();
+    while let Some(event) = stream.next().await {
+        match event.network() {
+            StoredNetEvent::Message(endpoint, data) => {
+                // Anything but `Sent` means the client is going away: nothing to do.
+                let _status = handler.network().send(endpoint, &data);
+            }
+            StoredNetEvent::Accepted(endpoint, _) => println!("server: {endpoint} connected"),
+            StoredNetEvent::Disconnected(endpoint) => println!("server: {endpoint} left"),
+            StoredNetEvent::Connected(..) => (),
+        }
+    }
+}
+
+/// Sends `LINES` lines to `server` and waits for every echo. Returns how many came back.
+async fn client(mut stream: NodeStream<()>, server: SocketAddr) -> io::Result<usize> {
+    let handler = stream.handler().clone();
+    let (endpoint, _) = handler.network().connect(Transport::FramedTcp, server)?;
+    let (mut next_line, mut echoes) = (0, 0);
+    // Set while the send queue is full: the rest of the lines wait for it.
+    let mut writable: Option<Writable> = None;
+    loop {
+        let event = match writable.as_mut() {
+            // Both are cancellation safe: the branch that loses takes nothing.
+            Some(room) => tokio::select! {
+                () = room => {
+                    writable = send_lines(&handler, endpoint, &mut next_line)?;
+                    continue;
+                }
+                event = stream.next() => event,
+            },
+            None => stream.next().await,
+        };
+        let Some(event) = event else { break };
+        match event.network() {
+            StoredNetEvent::Connected(_, true) => {
+                writable = send_lines(&handler, endpoint, &mut next_line)?;
+            }
+            StoredNetEvent::Connected(_, false) => {
+                return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "connect failed"));
+            }
+            StoredNetEvent::Message(..) => {
+                echoes += 1;
+                if echoes == LINES {
+                    handler.stop();
+                }
+            }
+            StoredNetEvent::Disconnected(_) => handler.stop(),
+            StoredNetEvent::Accepted(..) => (),
+        }
+    }
+    Ok(echoes)
+}
+
+/// Sends the lines from `next_line` on until the queue is full (then returns what to await)
+/// or every line is sent.
+fn send_lines(
+    handler: &NodeHandler<()>,
+    endpoint: Endpoint,
+    next_line: &mut usize,
+) -> io::Result<Option<Writable>> {
+    while *next_line < LINES {
+        let text = format!("line {next_line} of the async echo example");
+        match handler.network().send(endpoint, text.as_bytes()) {
+            SendStatus::Sent => *next_line += 1,
+            SendStatus::QueueFull => return Ok(Some(handler.writable(endpoint))),
+            status => return Err(io::Error::other(format!("send: {status:?}"))),
+        }
+    }
+    Ok(None)
+}
+
+#[tokio::main]
+async fn main() -> io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["server"] => {
+            let (handler, listener) = node::split::<()>();
+            let (_, addr) = handler.network().listen(Transport::FramedTcp, "127.0.0.1:0")?;
+            println!("listening on {addr}");
+            serve(listener.into_stream()?).await;
+        }
+        ["client", addr] => {
+            let addr = addr.parse().map_err(io::Error::other)?;
+            let (_, listener) = node::split::<()>();
+            let echoes = client(listener.into_stream()?, addr).await?;
+            println!("client: {echoes} of {LINES} lines came back");
+        }
+        [] => {
+            let (server, server_listener) = node::split::<()>();
+            let (_, addr) = server.network().listen(Transport::FramedTcp, "127.0.0.1:0")?;
+            let serving = tokio::spawn(serve(server_listener.into_stream()?));
+            let (_, listener) = node::split::<()>();
+            let echoes = tokio::spawn(client(listener.into_stream()?, addr)).await??;
+            println!("client: {echoes} of {LINES} lines came back");
+            server.stop();
+            serving.await?;
+        }
+        _ => eprintln!("usage: async-echo [server | client ADDR]"),
+    }
+    Ok(())
+}
