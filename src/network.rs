@@ -5,24 +5,16 @@
 //! ([`crate::node::split`]) bundles both with signals; use [`split`] to drive the network
 //! yourself.
 
-mod endpoint;
-mod event;
-mod linger;
-mod readiness;
-mod remote_addr;
-pub(crate) mod resource_id;
-mod transport;
-
-pub use endpoint::Endpoint;
-pub use event::{NetEvent, SendStatus, StoredNetEvent};
-pub use linger::DEFAULT_LINGER;
-pub(crate) use linger::LingerSetting;
-#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-pub(crate) use linger::warn_dropped;
-pub use readiness::Readiness;
-pub use remote_addr::{RemoteAddr, ToRemoteAddr};
-pub use resource_id::{ResourceId, ResourceType};
-pub use transport::{Transport, TransportConnect, TransportListen};
+// The types are defined in the core, below the backends that speak them; this facade, above the
+// backends, is where users name them.
+pub use crate::core::endpoint::Endpoint;
+pub(crate) use crate::core::event::EventDetail;
+pub use crate::core::event::{NetEvent, SendStatus, StoredNetEvent};
+pub use crate::core::linger::DEFAULT_LINGER;
+pub use crate::core::readiness::Readiness;
+pub use crate::core::remote_addr::{RemoteAddr, ToRemoteAddr};
+pub use crate::core::resource_id::{ResourceId, ResourceType};
+pub use crate::core::transport::{Transport, TransportConnect, TransportListen};
 
 pub use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 
@@ -67,13 +59,6 @@ pub struct NetworkController {
 struct HandedOut {
     set: AtomicBool,
     event: Mutex<Option<(Endpoint, EventDetail)>>,
-}
-
-/// What `message_kind` and `ws_close` say about an event, kept with it when it is stored.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct EventDetail {
-    pub(crate) kind: MessageKind,
-    pub(crate) close: Option<WsClose>,
 }
 
 impl NetworkController {

@@ -9,7 +9,7 @@ pub(crate) mod native;
 pub(crate) mod sim;
 
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
-use crate::network::{
+use crate::core::{
     Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, TransportConnect, TransportListen,
 };
 use std::io;
@@ -108,7 +108,7 @@ impl Controller {
     }
 
     /// How long closing connections may take to flush (see `NetworkController::set_linger`).
-    pub fn linger(&self) -> &crate::network::LingerSetting {
+    pub fn linger(&self) -> &crate::core::LingerSetting {
         dispatch!(self, d => d.linger())
     }
 

@@ -1,4 +1,6 @@
-use super::{Endpoint, ResourceId};
+use super::endpoint::Endpoint;
+use super::resource_id::ResourceId;
+use crate::adapters::ws::{MessageKind, WsClose};
 
 /// Something that happened on the network.
 ///
@@ -86,4 +88,11 @@ pub enum SendStatus {
     /// ([`crate::node::NodeHandler::signal_when_writable`] says when). New in portnet:
     /// message-io busy-waited instead.
     QueueFull,
+}
+
+/// What `message_kind` and `ws_close` say about an event, kept with it when it is stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct EventDetail {
+    pub(crate) kind: MessageKind,
+    pub(crate) close: Option<WsClose>,
 }

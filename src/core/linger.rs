@@ -1,6 +1,6 @@
 //! How long a closing connection may take to hand its last bytes to the peer: the bound on
 //! [`NodeHandler::stop`](crate::node::NodeHandler::stop) and on
-//! [`NetworkController::remove`](super::NetworkController::remove), shared by every backend.
+//! [`NetworkController::remove`](crate::network::NetworkController::remove), shared by every backend.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,7 +11,7 @@ use std::time::Duration;
 /// megabyte goes in milliseconds, and even a 100 ms round trip leaves time for several windows
 /// of data. A peer that stops reading (or never answers a WebSocket Close) would take forever,
 /// and an application that is shutting down should not wait on it for longer than a person
-/// notices. Change it with [`NetworkController::set_linger`](super::NetworkController::set_linger).
+/// notices. Change it with [`NetworkController::set_linger`](crate::network::NetworkController::set_linger).
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(1);
 
 /// A network's linger, readable from any thread (nanoseconds; fits 584 years).
@@ -39,7 +39,12 @@ impl LingerSetting {
 /// `stop`, on `remove`). One line per connection, at warn: data the application sent is lost.
 /// (The browser never drops: see `docs/browser.md`.)
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-pub(crate) fn warn_dropped(endpoint: super::Endpoint, bytes: usize, linger: Duration, when: &str) {
+pub(crate) fn warn_dropped(
+    endpoint: super::endpoint::Endpoint,
+    bytes: usize,
+    linger: Duration,
+    when: &str,
+) {
     log::warn!(
         "{} {endpoint}: dropped {bytes} unsent bytes on {when}: the peer did not take them \
          within the linger of {linger:?}",

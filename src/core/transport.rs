@@ -76,7 +76,7 @@ impl Transport {
         !self.is_tcp()
     }
 
-    /// A small number identifying the transport, stored in every [`super::ResourceId`].
+    /// A small number identifying the transport, stored in every [`ResourceId`](crate::network::ResourceId).
     pub const fn id(self) -> u8 {
         self as u8
     }

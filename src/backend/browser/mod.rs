@@ -14,8 +14,8 @@ mod js;
 mod ws;
 
 use crate::adapters::ws::{DEFAULT_PATH, MessageKind, WsClose, WsConnectConfig, WsHandshake};
-use crate::network::resource_id::ResourceIdGenerator;
-use crate::network::{
+use crate::core::resource_id::ResourceIdGenerator;
+use crate::core::{
     Endpoint, LingerSetting, NetEvent, RemoteAddr, ResourceId, ResourceType, SendStatus,
     StoredNetEvent, TransportConnect, TransportListen,
 };

@@ -7,7 +7,7 @@
 
 use super::js::{self, Timeout};
 use crate::adapters::ws::{MessageKind, WsClose, WsConnectConfig, WsHandshake};
-use crate::network::{Endpoint, RemoteAddr, SendStatus, StoredNetEvent};
+use crate::core::{Endpoint, RemoteAddr, SendStatus, StoredNetEvent};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use wasm_bindgen::closure::Closure;

@@ -3,7 +3,7 @@
 
 use super::stream::lock;
 use super::{Processor, Resource};
-use crate::network::{Endpoint, ResourceId, warn_dropped};
+use crate::core::{Endpoint, ResourceId, warn_dropped};
 use std::sync::Arc;
 #[cfg(feature = "websocket")]
 use std::sync::atomic::Ordering;

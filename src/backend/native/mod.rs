@@ -24,8 +24,8 @@ use crate::adapters::StreamOptions;
 use crate::adapters::ws::WsListenConfig;
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 use crate::core::clock::{Clock, Time};
-use crate::network::resource_id::ResourceIdGenerator;
-use crate::network::{
+use crate::core::resource_id::ResourceIdGenerator;
+use crate::core::{
     Endpoint, LingerSetting, NetEvent, RemoteAddr, ResourceId, ResourceType, SendStatus, Transport,
     TransportConnect, TransportListen,
 };

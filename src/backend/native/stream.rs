@@ -1,11 +1,11 @@
 //! `Tcp` and `FramedTcp` connections, and the listener shared with `Ws`.
 
 use super::{Cx, Deadline, READ_BUDGET, Resource, Shared, State};
+#[cfg(feature = "websocket")]
+use crate::core::Transport;
 use crate::core::framing::{FrameDecoder, MAX_ENCODED_SIZE, encode_len};
 use crate::core::outbox::Outbox;
-#[cfg(feature = "websocket")]
-use crate::network::Transport;
-use crate::network::{Endpoint, NetEvent, ResourceId, SendStatus};
+use crate::core::{Endpoint, NetEvent, ResourceId, SendStatus};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use std::io::{self, IoSlice, Read, Write};
@@ -329,7 +329,7 @@ impl Listener {
             return;
         }
         let transport = self.accept.transport;
-        let id = cx.shared.ids.generate(transport.id(), crate::network::ResourceType::Remote);
+        let id = cx.shared.ids.generate(transport.id(), crate::core::ResourceType::Remote);
         let endpoint = Endpoint::new(id, addr);
         let resource = match transport {
             #[cfg(feature = "websocket")]

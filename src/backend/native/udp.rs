@@ -2,7 +2,7 @@
 
 use super::{Cx, READ_BUDGET};
 use crate::adapters::udp::MAX_LOCAL_PAYLOAD_LEN;
-use crate::network::{Endpoint, NetEvent, ResourceId, SendStatus};
+use crate::core::{Endpoint, NetEvent, ResourceId, SendStatus};
 use mio::net::UdpSocket;
 use std::io;
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@ use crate::adapters::StreamOptions;
 use crate::adapters::ws::{
     DEFAULT_PATH, MessageKind, WsClose, WsConnectConfig, WsHandshake, WsOptions,
 };
-use crate::network::{Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus};
+use crate::core::{Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};

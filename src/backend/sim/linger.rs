@@ -3,7 +3,7 @@
 //! at most the linger, then gives up on the rest (a warning per connection, and a reset).
 
 use super::Processor;
-use crate::network::warn_dropped;
+use crate::core::warn_dropped;
 
 impl Drop for Processor {
     fn drop(&mut self) {

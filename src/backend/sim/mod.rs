@@ -12,7 +12,7 @@ pub(crate) mod world;
 #[cfg(feature = "websocket")]
 use crate::adapters::ws::{DEFAULT_PATH, WsConnectConfig};
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
-use crate::network::{
+use crate::core::{
     Endpoint, EventDetail, LingerSetting, NetEvent, RemoteAddr, ResourceId, SendStatus,
     StoredNetEvent, TransportConnect, TransportListen,
 };

@@ -4,8 +4,8 @@
 
 use crate::adapters::udp::MAX_LOCAL_PAYLOAD_LEN;
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
-use crate::network::resource_id::ResourceIdGenerator;
-use crate::network::{
+use crate::core::resource_id::ResourceIdGenerator;
+use crate::core::{
     Endpoint, EventDetail, RemoteAddr, ResourceId, ResourceType, SendStatus, StoredNetEvent,
     Transport,
 };

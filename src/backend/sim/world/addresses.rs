@@ -8,7 +8,7 @@
 //! clash on a port when one's address covers the other's.
 
 use super::{Core, NodeId, NodeState, Res};
-use crate::network::{RemoteAddr, ResourceId, Transport};
+use crate::core::{RemoteAddr, ResourceId, Transport};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -6,7 +6,7 @@
 //! fit the MTU, and a byte stream has no datagram to cut (see docs/simulation.md).
 
 use super::{Core, NodeId, Verdict};
-use crate::network::Transport;
+use crate::core::Transport;
 use rand::Rng;
 use std::borrow::Cow;
 use std::collections::BTreeSet;

@@ -6,7 +6,7 @@
 //! a connection that have not left for the link yet.
 
 use super::{Core, NodeId, Res};
-use crate::network::{Endpoint, ResourceId, StoredNetEvent};
+use crate::core::{Endpoint, ResourceId, StoredNetEvent};
 use std::time::Duration;
 
 /// A connection of a node whose bytes have not all left for the link.
