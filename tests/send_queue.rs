@@ -43,6 +43,9 @@ fn late_reader() -> (std::net::SocketAddr, mpsc::Sender<()>, std::thread::JoinHa
     (addr, start, reader)
 }
 
+/// Longer than any flush here could take (the reader takes everything it is sent).
+const FLUSH_LINGER: Duration = Duration::from_secs(120);
+
 /// Sends `count` messages, returns how many `Sent`.
 fn send_burst(
     handler: &node::NodeHandler<()>,
@@ -65,6 +68,9 @@ fn send_burst(
 fn removed_connection_flushes_to_a_late_reader() {
     let (addr, start_reading, reader) = late_reader();
     let (handler, listener) = node::split::<()>();
+    // These tests are about what is flushed, not about when the linger gives up (tests/shutdown.rs
+    // is): give tens of megabytes all the time a loaded machine needs.
+    handler.network().set_linger(FLUSH_LINGER);
     let watchdog = Watchdog::new(&handler);
     let config = FramedTcpConnectConfig::default()
         .with_send_queue_limit(usize::MAX)
@@ -95,6 +101,9 @@ fn removed_connection_flushes_to_a_late_reader() {
 fn stopping_the_node_flushes_what_send_accepted() {
     let (addr, start_reading, reader) = late_reader();
     let (handler, listener) = node::split::<()>();
+    // These tests are about what is flushed, not about when the linger gives up (tests/shutdown.rs
+    // is): give tens of megabytes all the time a loaded machine needs.
+    handler.network().set_linger(FLUSH_LINGER);
     let config = FramedTcpConnectConfig::default().with_send_queue_limit(usize::MAX);
     let (endpoint, _) =
         handler.network().connect_sync_with(TransportConnect::FramedTcp(config), addr).unwrap();
@@ -111,6 +120,9 @@ fn stopping_the_node_flushes_what_send_accepted() {
 fn zero_queue_limit_refuses_instead_of_cutting() {
     let (addr, start_reading, reader) = late_reader();
     let (handler, listener) = node::split::<()>();
+    // These tests are about what is flushed, not about when the linger gives up (tests/shutdown.rs
+    // is): give tens of megabytes all the time a loaded machine needs.
+    handler.network().set_linger(FLUSH_LINGER);
     let config = FramedTcpConnectConfig::default().with_send_queue_limit(0);
     let (endpoint, _) =
         handler.network().connect_sync_with(TransportConnect::FramedTcp(config), addr).unwrap();
