@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use util::Watchdog;
 
 type Shared<T> = Arc<Mutex<T>>;
+/// A native application's future, boxed for an executor's `block_on`.
+type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -104,7 +106,7 @@ const ECHOES: u32 = 20;
 /// Runs `client(address)` against `echo_server` natively on loopback with `block_on`.
 fn native_pair<T: Send + 'static, Fut>(
     executor: &str,
-    block_on: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>) -> T,
+    block_on: impl FnOnce(Boxed<T>) -> T,
     client: impl FnOnce(NodeHandler<()>, NodeStream<()>, String) -> Fut,
 ) -> T
 where
@@ -161,12 +163,10 @@ where
     });
     world.run_until_idle();
     assert!(world.is_finished("client"), "the client's future completed");
-    let value = result.lock().unwrap().take().expect("the client returned");
-    value
+    result.lock().unwrap().take().expect("the client returned")
 }
 
-fn tokio_current()
--> impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u32>> + Send>>) -> Vec<u32> {
+fn tokio_current() -> impl FnOnce(Boxed<Vec<u32>>) -> Vec<u32> {
     |future| tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
 }
 
@@ -250,7 +250,119 @@ fn parity_delay_then_signal_timer() {
     assert!(real.elapsed() < Duration::from_secs(5), "no real waiting");
 }
 
+/// A delay awaited alone, nothing polling the stream: it completes all the same.
+async fn delay_alone(handler: NodeHandler<()>, events: NodeStream<()>) -> Duration {
+    let start = handler.now();
+    events.delay(ms(20)).await;
+    handler.now() - start
+}
+
+#[test]
+fn parity_a_delay_completes_without_the_stream_polled() {
+    let (handler, listener) = node::split::<()>();
+    let watchdog = Watchdog::new(&handler);
+    let waited = futures::executor::block_on(delay_alone(handler, listener.into_stream().unwrap()));
+    watchdog.check("futures");
+    assert!(waited >= ms(20), "natively on futures: {waited:?}");
+    let (handler, listener) = node::split::<()>();
+    let watchdog = Watchdog::new(&handler);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let stream = listener.into_stream().unwrap();
+    let waited =
+        runtime.block_on(async { tokio::spawn(delay_alone(handler, stream)).await.unwrap() });
+    watchdog.check("tokio");
+    assert!(waited >= ms(20), "natively on tokio: {waited:?}");
+
+    let seen: Shared<Option<Duration>> = Arc::default();
+    let out = seen.clone();
+    let mut world = World::with_seed(8);
+    world.node_async("a", move |handler, events| {
+        let out = out.clone();
+        async move { *out.lock().unwrap() = Some(delay_alone(handler, events).await) }
+    });
+    world.run_until_idle();
+    assert_eq!(*seen.lock().unwrap(), Some(ms(20)), "in a world, exactly");
+}
+
 // ----- the simulator alone -----
+
+/// The same echo written with callbacks and as async nodes: the world runs both the same way,
+/// line for line of the trace.
+#[test]
+fn callback_and_async_nodes_give_the_same_trace() {
+    use portnet::network::NetEvent;
+    use portnet::node::NodeEvent;
+    let scenario = |world: &mut World, callbacks: bool| {
+        world.set_default_link(Link {
+            latency: ms(3),
+            jitter: ms(2),
+            loss: 0.1,
+            ..Link::default()
+        });
+        if callbacks {
+            world.node("server", |handler: NodeHandler<()>, listener: NodeListener<()>| {
+                handler.network().listen(Transport::FramedTcp, "0.0.0.0:3000").unwrap();
+                listener.for_each(|event| {
+                    if let NodeEvent::Network(NetEvent::Message(endpoint, data)) = event {
+                        handler.network().send(endpoint, data);
+                    }
+                });
+            });
+            world.node("client", |handler: NodeHandler<()>, listener: NodeListener<()>| {
+                let (server, _) =
+                    handler.network().connect(Transport::FramedTcp, "server:3000").unwrap();
+                listener.for_each(|event| match event.network() {
+                    NetEvent::Connected(..) => {
+                        handler.network().send(server, &0u32.to_be_bytes());
+                    }
+                    NetEvent::Message(_, data) => {
+                        let index = u32::from_be_bytes(data.try_into().unwrap());
+                        if index + 1 == ECHOES {
+                            handler.stop();
+                        } else {
+                            handler.network().send(server, &(index + 1).to_be_bytes());
+                        }
+                    }
+                    _ => (),
+                });
+            });
+        } else {
+            world.node_async("server", |handler: NodeHandler<()>, events| async move {
+                handler.network().listen(Transport::FramedTcp, "0.0.0.0:3000").unwrap();
+                echo_server(handler, events).await
+            });
+            world.node_async("client", |handler: NodeHandler<()>, mut events| async move {
+                let (server, _) =
+                    handler.network().connect(Transport::FramedTcp, "server:3000").unwrap();
+                while let Some(event) = events.next().await {
+                    match event.network() {
+                        StoredNetEvent::Connected(..) => {
+                            handler.network().send(server, &0u32.to_be_bytes());
+                        }
+                        StoredNetEvent::Message(_, data) => {
+                            let index = u32::from_be_bytes(data.try_into().unwrap());
+                            if index + 1 == ECHOES {
+                                handler.stop();
+                            } else {
+                                handler.network().send(server, &(index + 1).to_be_bytes());
+                            }
+                        }
+                        _ => (),
+                    }
+                }
+            });
+        }
+        world.run_until_idle();
+        assert!(world.is_finished("client"));
+        world.trace()
+    };
+    for seed in 0..3 {
+        let callbacks = scenario(&mut World::with_seed(seed), true);
+        let futures = scenario(&mut World::with_seed(seed), false);
+        assert!(callbacks.len() > 2 * ECHOES as usize, "{}", callbacks.len());
+        assert_eq!(callbacks, futures, "seed {seed}");
+    }
+}
 
 /// A client that survives faults: it reconnects when the connection fails, drops or stays
 /// silent for 1 s (virtual), and resends the request in flight. Records each echo it accepts.
@@ -441,8 +553,7 @@ fn naive_udp(world: &mut World) -> u32 {
         }
     });
     world.run_until(|w| w.is_finished("client"));
-    let got = *answers.lock().unwrap();
-    got
+    *answers.lock().unwrap()
 }
 
 #[test]

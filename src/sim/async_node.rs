@@ -6,7 +6,8 @@ use std::future::Future;
 
 impl World {
     /// Adds a node named `name` whose application is async: `app` gets the node's handler and
-    /// its events as a [`NodeStream`] (as [`NodeListener::into_stream`] gives them natively)
+    /// its events as a [`NodeStream`] (as
+    /// [`NodeListener::into_stream`](crate::node::NodeListener::into_stream) gives them natively)
     /// and returns the future to run. So the same `async fn` runs natively, on any executor,
     /// and here.
     ///

@@ -11,7 +11,7 @@
 //!   of the node's loop that gathers the next events (network events, signals, a signal
 //!   timer, or the stream's earliest [`Delay`](super::Delay) deadline as its timeout), which
 //!   yields to the world until one of them is due in virtual time; otherwise (nobody waits on
-//!   the stream) it yields until something wakes the node;
+//!   the stream) it yields until something wakes the node or the earliest delay is due;
 //! - a [`Waker`] of the node makes the world run the node again at the current virtual time
 //!   (from another node, from the world telling a `writable` future that a queue drained),
 //!   or, woken by the node itself, makes the executor poll again.
