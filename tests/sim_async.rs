@@ -250,6 +250,83 @@ fn parity_delay_then_signal_timer() {
     assert!(real.elapsed() < Duration::from_secs(5), "no real waiting");
 }
 
+/// While `connected` waits, the events it gathers stay in the stream, in order, and the
+/// `Connected` event too; a `connected` future dropped while pending takes nothing either.
+/// Returns the events handed out after the connect, up to the first echo.
+async fn connected_keeps_events(
+    handler: NodeHandler<u32>,
+    mut events: NodeStream<u32>,
+    server: String,
+) -> Vec<String> {
+    handler.signals().send(1);
+    let (endpoint, _) = handler.network().connect(Transport::FramedTcp, server.as_str()).unwrap();
+    {
+        // Dropped after one poll (pending then, unless the connect was that fast natively).
+        let pending = pin!(events.connected(endpoint));
+        let _ = select(pending, futures::future::ready(())).await;
+    }
+    events.connected(endpoint).await.expect("the connect succeeds");
+    handler.signals().send(2);
+    handler.network().send(endpoint, b"ping");
+    let mut seen = Vec::new();
+    while let Some(event) = events.next().await {
+        let line = match event {
+            StoredNodeEvent::Signal(n) => format!("signal {n}"),
+            StoredNodeEvent::Network(StoredNetEvent::Connected(e, ok)) => {
+                assert_eq!(e, endpoint);
+                format!("connected {ok}")
+            }
+            StoredNodeEvent::Network(StoredNetEvent::Message(_, data)) => {
+                handler.stop();
+                format!("echo {}", String::from_utf8_lossy(&data))
+            }
+            StoredNodeEvent::Network(other) => format!("{other:?}"),
+        };
+        seen.push(line);
+    }
+    seen
+}
+
+#[test]
+fn parity_connected_keeps_the_events_in_the_stream() {
+    let expected = ["signal 1", "connected true", "signal 2", "echo ping"];
+    // Natively, against a callback echo server on loopback.
+    let (server, task, addr) = util::echo_server(Transport::FramedTcp, false);
+    let (handler, listener) = node::split::<u32>();
+    let watchdog = Watchdog::new(&handler);
+    let stream = listener.into_stream().unwrap();
+    let seen =
+        futures::executor::block_on(connected_keeps_events(handler, stream, addr.to_string()));
+    watchdog.check("futures");
+    assert_eq!(seen, expected, "natively on futures");
+    let (handler, listener) = node::split::<u32>();
+    let watchdog = Watchdog::new(&handler);
+    let stream = listener.into_stream().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let seen = runtime.block_on(connected_keeps_events(handler, stream, addr.to_string()));
+    watchdog.check("tokio");
+    assert_eq!(seen, expected, "natively on tokio");
+    server.stop();
+    drop(task);
+
+    let seen: Shared<Vec<String>> = Arc::default();
+    let out = seen.clone();
+    let mut world = World::with_seed(6);
+    world.node_async("server", |handler: NodeHandler<()>, events| async move {
+        handler.network().listen(Transport::FramedTcp, "0.0.0.0:3000").unwrap();
+        echo_server(handler, events).await
+    });
+    world.node_async("client", move |handler, events| {
+        let out = out.clone();
+        async move {
+            *out.lock().unwrap() =
+                connected_keeps_events(handler, events, "server:3000".into()).await
+        }
+    });
+    world.run_until_idle();
+    assert_eq!(*seen.lock().unwrap(), expected, "in a world");
+}
+
 /// A delay awaited alone, nothing polling the stream: it completes all the same.
 async fn delay_alone(handler: NodeHandler<()>, events: NodeStream<()>) -> Duration {
     let start = handler.now();
