@@ -336,18 +336,46 @@ async fn delay_alone(handler: NodeHandler<()>, events: NodeStream<()>) -> Durati
 
 #[test]
 fn parity_a_delay_completes_without_the_stream_polled() {
+    // Nothing here would stop a delay that never fires: a watchdog of its own ends the wait.
+    let in_time = |what: &'static str| {
+        let (fire, fired) = futures::channel::oneshot::channel::<()>();
+        let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            // Ends as soon as the future below is dropped (`cancel` with it).
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                cancelled.recv_timeout(util::WATCHDOG)
+            {
+                let _ = fire.send(());
+            }
+        });
+        async move {
+            let _cancel = cancel;
+            if fired.await.is_ok() {
+                panic!("{what}: the delay did not complete within {:?}", util::WATCHDOG);
+            }
+            std::future::pending::<()>().await
+        }
+    };
     let (handler, listener) = node::split::<()>();
-    let watchdog = Watchdog::new(&handler);
-    let waited = futures::executor::block_on(delay_alone(handler, listener.into_stream().unwrap()));
-    watchdog.check("futures");
+    let stream = listener.into_stream().unwrap();
+    let waited = futures::executor::block_on(async {
+        // The watchdog first: `select` polls it first, so a late wake-up cannot pass.
+        match select(pin!(in_time("futures")), pin!(delay_alone(handler, stream))).await {
+            Either::Left(((), _)) => unreachable!(),
+            Either::Right((waited, _)) => waited,
+        }
+    });
     assert!(waited >= ms(20), "natively on futures: {waited:?}");
     let (handler, listener) = node::split::<()>();
-    let watchdog = Watchdog::new(&handler);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
     let stream = listener.into_stream().unwrap();
-    let waited =
-        runtime.block_on(async { tokio::spawn(delay_alone(handler, stream)).await.unwrap() });
-    watchdog.check("tokio");
+    let waited = runtime.block_on(async {
+        let task = tokio::spawn(delay_alone(handler, stream));
+        match select(pin!(in_time("tokio")), task).await {
+            Either::Left(((), _)) => unreachable!(),
+            Either::Right((waited, _)) => waited.unwrap(),
+        }
+    });
     assert!(waited >= ms(20), "natively on tokio: {waited:?}");
 
     let seen: Shared<Option<Duration>> = Arc::default();
