@@ -813,3 +813,93 @@ fn a_channel_between_async_nodes_wakes_the_receiver() {
     assert_eq!(sent_at, ms(250));
     assert_eq!(woken_at, sent_at, "woken at the same virtual instant");
 }
+
+/// A crashed async client is dropped where it awaits; restarted, it runs from the start and
+/// still gets every answer.
+#[test]
+fn a_crashed_async_client_restarts_from_the_start() {
+    let mut world = World::with_seed(9);
+    world.set_default_link(Link { latency: ms(5), jitter: ms(2), ..Link::default() });
+    world.node_async("server", |handler: NodeHandler<()>, events| async move {
+        handler.network().listen(Transport::FramedTcp, "0.0.0.0:3000").unwrap();
+        echo_server(handler, events).await
+    });
+    let answers: Shared<Vec<u32>> = Arc::default();
+    let (starts, connects) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (out, started, count) = (answers.clone(), starts.clone(), connects.clone());
+    world.node_async("client", move |handler, events| {
+        started.fetch_add(1, Ordering::Relaxed);
+        retrying_client(handler, events, REQUESTS, out.clone(), count.clone())
+    });
+    world.at(ms(600), |w| w.crash("client"));
+    world.at(ms(900), |w| w.restart("client"));
+    world.run_until(|w| w.is_finished("client"));
+    assert_eq!(starts.load(Ordering::Relaxed), 2);
+    let answers = answers.lock().unwrap().clone();
+    let before = answers.len() - REQUESTS as usize;
+    assert!(before > 0, "the first life got some answers before the crash");
+    assert!(answers[..before].iter().copied().eq(0..before as u32), "{:?}", &answers[..before]);
+    assert!(answers[before..].iter().copied().eq(0..REQUESTS), "the second life from 0");
+    assert!(world.trace().iter().any(|l| l.contains("client: crash")), "crashed");
+}
+
+/// A connect that times out (the server is cut off) fails `connected`, in virtual time.
+#[test]
+fn connected_fails_after_the_connect_timeout() {
+    let outcome: Shared<Option<(ErrorKind, Duration)>> = Arc::default();
+    let out = outcome.clone();
+    let mut world = World::with_seed(10);
+    world.node_async("server", |handler: NodeHandler<()>, events| async move {
+        handler.network().listen(Transport::FramedTcp, "0.0.0.0:3000").unwrap();
+        echo_server(handler, events).await
+    });
+    world.node_async("client", move |handler: NodeHandler<()>, mut events| {
+        let out = out.clone();
+        async move {
+            let config = FramedTcpConnectConfig::default().with_connect_timeout(ms(1500));
+            let connect = TransportConnect::FramedTcp(config);
+            let (server, _) = handler.network().connect_with(connect, "server:3000").unwrap();
+            let error = events.connected(server).await.expect_err("cut off");
+            *out.lock().unwrap() = Some((error.kind(), handler.now()));
+            handler.stop();
+        }
+    });
+    world.isolate("server");
+    world.run_until(|w| w.is_finished("client"));
+    let (kind, at) = outcome.lock().unwrap().expect("decided");
+    assert_eq!(kind, ErrorKind::ConnectionRefused);
+    assert_eq!(at, ms(1500), "at the connect timeout, in virtual time");
+}
+
+/// A future that keeps waking itself is polled again at once; every so often the executor
+/// lets the world run (virtual time does not move for it), and it completes.
+#[test]
+fn a_self_waking_future_completes_without_time_passing() {
+    struct YieldTimes(u32);
+    impl std::future::Future for YieldTimes {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(());
+            }
+            self.0 -= 1;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+    let done: Shared<Option<Duration>> = Arc::default();
+    let out = done.clone();
+    let mut world = World::with_seed(11);
+    world.node_async("a", move |handler: NodeHandler<()>, _events| {
+        let out = out.clone();
+        async move {
+            YieldTimes(5000).await;
+            *out.lock().unwrap() = Some(handler.now());
+        }
+    });
+    world.run_until_idle();
+    assert_eq!(*done.lock().unwrap(), Some(Duration::ZERO));
+}
