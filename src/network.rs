@@ -356,6 +356,13 @@ impl NetworkController {
         self.backend.wake()
     }
 
+    /// In a simulated world, yields the node to the world until it is woken or `timeout`
+    /// passes, without taking its events (see `node::stream::sim`).
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    pub(crate) fn park_simulated(&self, timeout: Option<Duration>) {
+        self.backend.park_simulated(timeout)
+    }
+
     /// Installs a node's loop on the JS event loop (the browser's `for_each`).
     #[cfg(all(target_family = "wasm", target_os = "unknown"))]
     pub(crate) fn install_loop(&self, turn: crate::backend::browser::Turn) {

@@ -13,7 +13,9 @@
 pub use crate::network::StoredNetEvent;
 pub use rng::NodeRng;
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-pub use stream::{Delay, NodeStream, Writable};
+pub(crate) use stream::sim::run as run_simulated_async;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub use stream::{Connecting, Delay, NodeStream, Writable};
 
 mod observer;
 mod rng;
@@ -161,6 +163,8 @@ pub(crate) fn split_on<S>(
         signals,
         running: AtomicBool::new(true),
         rng,
+        #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+        async_slot: Default::default(),
     }));
     let listener = NodeListener {
         processor,
@@ -177,6 +181,9 @@ struct HandlerInner<S> {
     signals: EventSender<S>,
     running: AtomicBool,
     rng: NodeRng,
+    /// In a simulated world: the node's async executor and latest stream, if any.
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    async_slot: stream::sim::AsyncSlot,
 }
 
 /// Acts on a node: its network, its signals, stopping it. Clone it freely, use it from any

@@ -47,6 +47,7 @@
 //! where the whole trace was written.
 
 mod addresses;
+mod async_node;
 mod determinism;
 
 pub use crate::backend::sim::world::{

@@ -1,6 +1,6 @@
 //! `NodeStream`, the node's async face: the same echo application on three executors, no
 //! event lost to a dropped stream or future, wake-ups only when something may be ready,
-//! `writable` after `QueueFull`, delays on the node's clock, and the simulator's refusal.
+//! `writable` after `QueueFull`, delays on the node's clock, and a world's callback node refusing.
 
 mod util;
 
@@ -236,9 +236,10 @@ fn delay_completes_on_the_node_clock_on_both_executors() {
     watchdog.check("delay on tokio");
 }
 
-/// The simulator's async face is a later slice: until then `into_stream` says so, as an error.
+/// In a world, a callback node has no executor to poll a stream (`World::node_async` has):
+/// `into_stream` says so, as an error (tests/sim_async.rs covers async nodes).
 #[test]
-fn into_stream_in_a_simulated_world_is_unsupported_for_now() {
+fn into_stream_in_a_callback_node_of_a_world_is_unsupported() {
     let result = Arc::new(Mutex::new(None));
     let seen = result.clone();
     let mut world = portnet::sim::World::with_seed(1);

@@ -140,6 +140,15 @@ impl Controller {
         false
     }
 
+    /// In a simulated world, yields the node to the world until something wakes it or
+    /// `timeout` passes (an async node whose stream is not polled). Nothing natively.
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    pub fn park_simulated(&self, timeout: Option<Duration>) {
+        if let Self::Sim(d) = self {
+            d.park(timeout);
+        }
+    }
+
     /// Wakes the processor from its wait.
     pub fn wake(&self) {
         dispatch!(self, d => d.wake())

@@ -10,8 +10,17 @@
 //! events on its own thread, one per `poll_next`. No timer, no polling loop: every wake-up
 //! comes from the backend (mio's waker, a socket's readiness, a timer of the node's signals).
 //!
+//! In a simulated world there is no waiter thread: the world's executor for the node
+//! ([`crate::sim::World::node_async`]) gathers the node's events on the virtual clock when
+//! the node's future is pending (see [`sim`]).
+//!
 //! Nothing is lost by dropping: an event leaves the node only when `poll_next` returns it.
 //! See `docs/async.md`.
+
+mod connect;
+pub(crate) mod sim;
+
+pub use connect::Connecting;
 
 use super::{NodeHandler, NodeListener, StoredNodeEvent};
 use crate::core::clock::{Clock, Time};
@@ -39,9 +48,17 @@ use std::time::Duration;
 /// send queues do not drain and [`Writable`] does not complete. Poll it on its own task, or
 /// beside the futures that wait on the node (`select!`).
 pub struct NodeStream<S> {
-    shared: Arc<Shared<S>>,
     handler: NodeHandler<S>,
-    waiter: Option<JoinHandle<()>>,
+    delays: Arc<Delays>,
+    driver: Driver<S>,
+}
+
+/// Who waits for the node's events while the stream is pending.
+enum Driver<S> {
+    /// Natively: a waiter thread, in the node's poll.
+    Waiter { shared: Arc<Shared<S>>, waiter: Option<JoinHandle<()>> },
+    /// In a simulated world: the node's executor, on the world's virtual clock.
+    Sim(Arc<sim::SimState<S>>),
 }
 
 struct Shared<S> {
@@ -72,23 +89,26 @@ impl<S: Send + 'static> NodeListener<S> {
     /// The node's events as a [`Stream`] for async code, on any executor (see [`NodeStream`]).
     ///
     /// Natively this starts one waiter thread for the node, which waits in the system poll
-    /// whenever the stream is pending. In a simulated world it returns an error of kind
-    /// `Unsupported`: the simulator's async face is not done yet (`docs/async.md`).
+    /// whenever the stream is pending.
+    ///
+    /// In a simulated world it works inside a node made with
+    /// [`World::node_async`](crate::sim::World::node_async) (whose executor waits for the
+    /// node's events in virtual time), for example to make a stream again after
+    /// [`NodeStream::into_listener`]; elsewhere in a world (a callback node's `for_each`
+    /// application) it returns an error of kind `Unsupported`.
     pub fn into_stream(self) -> io::Result<NodeStream<S>> {
-        if self.handler.network().is_simulated() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "NodeListener::into_stream: not available in a simulated world yet",
-            ));
-        }
         let handler = self.handler.clone();
         let delays = Arc::new(Delays {
             clock: self.signals.clock(),
             network: handler.network().clone(),
             timers: Mutex::new(TimerQueue::default()),
         });
+        if handler.network().is_simulated() {
+            let state = sim::attach(self, delays.clone())?;
+            return Ok(NodeStream { handler, delays, driver: Driver::Sim(state) });
+        }
         let shared = Arc::new(Shared {
-            delays,
+            delays: delays.clone(),
             state: Mutex::new(State {
                 at_rest: Some(self),
                 to_wait: None,
@@ -101,7 +121,7 @@ impl<S: Send + 'static> NodeListener<S> {
         let waiter = std::thread::Builder::new()
             .name("portnet-node-stream".into())
             .spawn(move || wait_for_events(&for_waiter))?;
-        Ok(NodeStream { shared, handler, waiter: Some(waiter) })
+        Ok(NodeStream { handler, delays, driver: Driver::Waiter { shared, waiter: Some(waiter) } })
     }
 }
 
@@ -129,6 +149,13 @@ fn wait_for_events<S>(shared: &Shared<S>) {
             shared.handed.notify_all();
         } else if state.closing {
             return;
+        } else if let Some(timeout) = shared.delays.time_to_next() {
+            // Nobody waits on the stream, but a delay is pending: it completes on time all
+            // the same (a new, earlier delay wakes this wait: see `delay`).
+            state = shared.handed.wait_timeout(state, timeout).unwrap_or_else(|e| e.into_inner()).0;
+            drop(state);
+            shared.delays.fire_due();
+            state = shared.lock();
         } else {
             state = shared.handed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
@@ -141,17 +168,26 @@ impl<S> NodeStream<S> {
         &self.handler
     }
 
-    /// A future that completes once `duration` has passed on the node's clock. The waiter
-    /// wakes for it, so it completes while this stream is polled (beside it, in a `select!`
-    /// or on another task), as `writable` does; its poll also checks the clock itself.
-    /// Cancellation safe: dropping it cancels the timer.
+    /// A future that completes once `duration` has passed on the node's clock, whether or not
+    /// the stream is polled meanwhile (the stream's waiter, or in a simulated world its
+    /// executor, wakes for it); its poll also checks the clock itself. Cancellation safe:
+    /// dropping it cancels the timer.
+    ///
+    /// In a simulated world the duration is virtual: the world's clock jumps to the deadline
+    /// when nothing comes before it.
     pub fn delay(&self, duration: Duration) -> Delay {
-        let delays = &self.shared.delays;
+        let delays = &self.delays;
         let deadline = delays.clock.now().after(duration);
         let slot = Arc::new(Mutex::new(Slot { ready: false, waker: None }));
         let id = lock(&delays.timers).insert(deadline, Arc::downgrade(&slot));
         // A waiter in the poll waits for the old deadline: make it look again.
         delays.network.wake();
+        if let Driver::Waiter { shared, .. } = &self.driver {
+            // A waiter at rest waits for the old deadline too (under the lock: it reads the
+            // deadline under it, so it cannot miss this).
+            let _state = shared.lock();
+            shared.handed.notify_all();
+        }
         Delay { slot, deadline, id, delays: delays.clone() }
     }
 
@@ -160,21 +196,25 @@ impl<S> NodeStream<S> {
     /// waiter leaves the poll, which it is woken to do.
     pub fn into_listener(mut self) -> NodeListener<S> {
         self.close();
-        let listener = self.shared.lock().at_rest.take();
+        let listener = match &self.driver {
+            Driver::Waiter { shared, .. } => shared.lock().at_rest.take(),
+            Driver::Sim(state) => state.take_listener(),
+        };
         listener.unwrap_or_else(|| unreachable!("the waiter hands the listener back on exit"))
     }
 
     /// Makes the waiter hand the listener back and exit, and waits for it.
     fn close(&mut self) {
-        let Some(waiter) = self.waiter.take() else { return };
+        let Driver::Waiter { shared, waiter } = &mut self.driver else { return };
+        let Some(waiter) = waiter.take() else { return };
         {
-            let mut state = self.shared.lock();
+            let mut state = shared.lock();
             state.closing = true;
             if state.to_wait.is_none() && state.at_rest.is_none() {
                 // The waiter is in the poll: wake it (the extra wake-up does no harm later).
                 self.handler.network().wake();
             }
-            self.shared.handed.notify_all();
+            shared.handed.notify_all();
         }
         if let Err(panic) = waiter.join() {
             if !std::thread::panicking() {
@@ -198,25 +238,33 @@ impl<S> Stream for NodeStream<S> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         // Delays due while events kept the stream from going pending (no clock read if none).
-        this.shared.delays.fire_due();
-        let mut state = this.shared.lock();
-        let Some(listener) = state.at_rest.as_mut() else {
-            // With the waiter: it wakes the latest task when it hands the listener back.
-            state.waker = Some(cx.waker().clone());
-            return Poll::Pending;
-        };
-        if let Some(event) = listener.try_next() {
-            return Poll::Ready(Some(event));
+        this.delays.fire_due();
+        match &this.driver {
+            Driver::Waiter { shared, .. } => poll_waiter(shared, cx),
+            Driver::Sim(state) => state.poll_next(cx),
         }
-        if !listener.handler.is_running() {
-            return Poll::Ready(None);
-        }
-        state.waker = Some(cx.waker().clone());
-        // The poll keeps what became ready since `try_next` looked, so the waiter sees it.
-        state.to_wait = state.at_rest.take();
-        this.shared.handed.notify_all();
-        Poll::Pending
     }
+}
+
+/// `poll_next` natively: hands out a gathered event, or the listener to the waiter.
+fn poll_waiter<S>(shared: &Shared<S>, cx: &mut Context<'_>) -> Poll<Option<StoredNodeEvent<S>>> {
+    let mut state = shared.lock();
+    let Some(listener) = state.at_rest.as_mut() else {
+        // With the waiter: it wakes the latest task when it hands the listener back.
+        state.waker = Some(cx.waker().clone());
+        return Poll::Pending;
+    };
+    if let Some(event) = listener.try_next() {
+        return Poll::Ready(Some(event));
+    }
+    if !listener.handler.is_running() {
+        return Poll::Ready(None);
+    }
+    state.waker = Some(cx.waker().clone());
+    // The poll keeps what became ready since `try_next` looked, so the waiter sees it.
+    state.to_wait = state.at_rest.take();
+    shared.handed.notify_all();
+    Poll::Pending
 }
 
 impl<S> NodeHandler<S> {

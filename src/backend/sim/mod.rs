@@ -292,6 +292,13 @@ impl Controller {
     /// Gives the baton back to the world until it runs this node again: when an event arrives
     /// or `timeout` of virtual time passes.
     fn wait(&self, timeout: Option<Duration>) {
+        self.core().nodes[self.node].removed.clear();
+        self.park(timeout);
+    }
+
+    /// Gives the baton back to the world as [`wait`](Self::wait) does, without taking the
+    /// node's events: an async node's executor waits so while nothing polls its stream.
+    pub fn park(&self, timeout: Option<Duration>) {
         {
             let mut core = self.core();
             match timeout {
@@ -302,7 +309,6 @@ impl Controller {
                 None => core.nodes[self.node].wake = None,
             }
             core.nodes[self.node].status = Status::Waiting;
-            core.nodes[self.node].removed.clear();
         }
         if !generator::is_generator() {
             let name = self.shared.core().nodes[self.node].name.clone();

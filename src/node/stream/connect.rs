@@ -1,0 +1,111 @@
+//! Awaitable connect: [`NodeStream::connected`].
+
+use super::{Driver, NodeStream};
+use crate::network::{Endpoint, StoredNetEvent};
+use crate::node::{NodeListener, StoredNodeEvent};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+impl<S> NodeStream<S> {
+    /// A future that completes once the connect that made `endpoint` is decided: `Ok(())`
+    /// once it can send, or the error of a connect that failed (refused, unreachable, timed
+    /// out: kind `ConnectionRefused`), of an endpoint that is gone, or of a node that stopped
+    /// meanwhile (kind `ConnectionAborted`). At once if it is decided already.
+    ///
+    /// It drives the stream while it waits (it borrows it), so `events.connected(e).await?`
+    /// needs nothing polled beside it. Events that arrive meanwhile, and the `Connected`
+    /// event itself, stay in the stream, in order: the stream still hands them all out.
+    ///
+    /// Cancellation safe: dropping it takes nothing out of the stream.
+    ///
+    /// ```no_run
+    /// # async fn run(handler: portnet::node::NodeHandler<()>, mut events: portnet::node::NodeStream<()>) -> std::io::Result<()> {
+    /// use portnet::network::Transport;
+    /// let (server, _) = handler.network().connect(Transport::FramedTcp, "127.0.0.1:3000")?;
+    /// events.connected(server).await?;
+    /// handler.network().send(server, b"hello");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connected(&mut self, endpoint: Endpoint) -> Connecting<'_, S> {
+        Connecting { stream: self, endpoint }
+    }
+}
+
+/// Completes once a connect is decided (see [`NodeStream::connected`]).
+#[must_use = "futures do nothing unless awaited"]
+pub struct Connecting<'a, S> {
+    stream: &'a mut NodeStream<S>,
+    endpoint: Endpoint,
+}
+
+impl<S> Future for Connecting<'_, S> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let endpoint = this.endpoint;
+        let stream = &mut *this.stream;
+        stream.delays.fire_due();
+        match &stream.driver {
+            Driver::Waiter { shared, .. } => {
+                let mut state = shared.lock();
+                let Some(listener) = state.at_rest.as_mut() else {
+                    // With the waiter: it wakes this task when it hands the listener back.
+                    state.waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                };
+                if let Some(outcome) = outcome(listener, endpoint) {
+                    return Poll::Ready(outcome);
+                }
+                // What is ready now, without waiting; then the waiter waits for more.
+                listener.gather(Some(Duration::ZERO));
+                if let Some(outcome) = outcome(listener, endpoint) {
+                    return Poll::Ready(outcome);
+                }
+                state.waker = Some(cx.waker().clone());
+                state.to_wait = state.at_rest.take();
+                shared.handed.notify_all();
+                Poll::Pending
+            }
+            Driver::Sim(state) => {
+                state.poll_with(cx, |listener| outcome(listener, endpoint), || Err(gone(endpoint)))
+            }
+        }
+    }
+}
+
+/// Whether `endpoint`'s connect is decided, by the events gathered and not handed out yet
+/// (a `Connected` or `Disconnected` for it) and else by the network.
+fn outcome<S>(listener: &NodeListener<S>, endpoint: Endpoint) -> Option<io::Result<()>> {
+    if !listener.handler.is_running() {
+        return Some(Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            format!("connect of {endpoint}: the node stopped before it was decided"),
+        )));
+    }
+    let gathered = listener.pending.iter().find_map(|(event, _)| match event {
+        StoredNodeEvent::Network(StoredNetEvent::Connected(e, ok)) if *e == endpoint => Some(*ok),
+        StoredNodeEvent::Network(StoredNetEvent::Disconnected(e)) if *e == endpoint => Some(false),
+        _ => None,
+    });
+    let ready = match gathered {
+        Some(ok) => Some(ok),
+        None => match listener.handler.network().is_ready(endpoint.resource_id()) {
+            Some(true) => Some(true),
+            Some(false) => None,
+            None => Some(false),
+        },
+    };
+    ready.map(|ok| if ok { Ok(()) } else { Err(gone(endpoint)) })
+}
+
+fn gone(endpoint: Endpoint) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        format!("connect of {endpoint} failed (refused, unreachable or timed out), or it is gone"),
+    )
+}
