@@ -368,6 +368,12 @@ impl NetworkController {
     pub(crate) fn install_loop(&self, turn: crate::backend::browser::Turn) {
         self.backend.install_loop(turn)
     }
+
+    /// Takes the installed loop off the JS event loop, leaving the sockets open.
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    pub(crate) fn uninstall_loop(&self) {
+        self.backend.uninstall_loop()
+    }
 }
 
 /// Waits for network activity and reports it. Lives on one thread at a time.

@@ -14,12 +14,10 @@ pub use crate::network::StoredNetEvent;
 pub use rng::NodeRng;
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub(crate) use stream::sim::run as run_simulated_async;
-#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub use stream::{Connecting, Delay, NodeStream, Writable};
 
 mod observer;
 mod rng;
-#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 mod stream;
 
 pub(crate) use observer::EventObserver;

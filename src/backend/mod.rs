@@ -161,6 +161,14 @@ impl Controller {
             Self::Browser(d) => d.install_loop(turn),
         }
     }
+
+    /// Takes the installed loop off the JS event loop (a browser `NodeStream` going away).
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    pub fn uninstall_loop(&self) {
+        match self {
+            Self::Browser(d) => d.uninstall_loop(),
+        }
+    }
 }
 
 impl Processor {

@@ -1,23 +1,24 @@
-//! The node's async face: its events as a [`futures_core::Stream`], and a future for
-//! "writable again", on any executor.
+//! The node's async face: its events as a [`futures_core::Stream`], and futures for "writable
+//! again", for a connect and for a delay on the node's clock, on any executor.
 //!
-//! Who waits: natively only a thread blocked in the system poll (epoll, kqueue) sees
-//! readiness, and the executor knows nothing of the node's poll. So a [`NodeStream`] keeps
-//! one waiter thread, the thread `for_each_async` would have used. It waits only while the
-//! stream is pending (polled, nothing to hand out) and sleeps on a condition variable
-//! otherwise; when the poll reports something, or a signal or `stop()` wakes it, it gathers
-//! that turn's events, hands the listener back and wakes the task. The task then takes the
-//! events on its own thread, one per `poll_next`. No timer, no polling loop: every wake-up
-//! comes from the backend (mio's waker, a socket's readiness, a timer of the node's signals).
-//!
-//! In a simulated world there is no waiter thread: the world's executor for the node
-//! ([`crate::sim::World::node_async`]) gathers the node's events on the virtual clock when
-//! the node's future is pending (see [`sim`]).
+//! One public face; who waits for the backend while the stream is pending depends on where
+//! the node runs, one module each, mirrored name for name (`poll_next`, `poll_with`,
+//! `on_new_delay`, `close`):
+//! - natively ([`native`]) a waiter thread blocks in the system poll;
+//! - in a simulated world ([`sim`]) the world's executor for the node
+//!   ([`crate::sim::World::node_async`]) gathers the node's events on the virtual clock;
+//! - in the browser ([`browser`]) the page's event loop calls the stream's loop, which gathers
+//!   what the sockets reported and wakes the task.
 //!
 //! Nothing is lost by dropping: an event leaves the node only when `poll_next` returns it.
 //! See `docs/async.md`.
 
+#[cfg(all(target_family = "wasm", target_os = "unknown"))]
+mod browser;
 mod connect;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+mod native;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub(crate) mod sim;
 
 pub use connect::Connecting;
@@ -30,9 +31,8 @@ use futures_core::Stream;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// A node's events as a [`Stream`] (see [`NodeListener::into_stream`]): network events, owned,
@@ -44,9 +44,10 @@ use std::time::Duration;
 /// first event not yet handed out. Dropping the stream drops the listener with it, as
 /// dropping a [`NodeListener`] does.
 ///
-/// The stream drives the node: while nothing polls it, no network event is processed, so
-/// send queues do not drain and [`Writable`] does not complete. Poll it on its own task, or
-/// beside the futures that wait on the node (`select!`).
+/// Natively the stream drives the node: while nothing polls it, no network event is processed,
+/// so send queues do not drain and [`Writable`] does not complete. Poll it on its own task, or
+/// beside the futures that wait on the node (`select!`). (In the browser the page's event loop
+/// runs the sockets whether or not the stream is polled.)
 pub struct NodeStream<S> {
     handler: NodeHandler<S>,
     delays: Arc<Delays>,
@@ -56,113 +57,32 @@ pub struct NodeStream<S> {
 /// Who waits for the node's events while the stream is pending.
 enum Driver<S> {
     /// Natively: a waiter thread, in the node's poll.
-    Waiter { shared: Arc<Shared<S>>, waiter: Option<JoinHandle<()>> },
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+    Waiter(native::Waiter<S>),
     /// In a simulated world: the node's executor, on the world's virtual clock.
+    #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
     Sim(Arc<sim::SimState<S>>),
-}
-
-struct Shared<S> {
-    state: Mutex<State<S>>,
-    delays: Arc<Delays>,
-    /// Signalled when the listener changes hands, or on closing.
-    handed: Condvar,
-}
-
-struct State<S> {
-    /// The listener, when it is with the stream (not with the waiter).
-    at_rest: Option<NodeListener<S>>,
-    /// The listener, handed to the waiter to wait for the next event.
-    to_wait: Option<NodeListener<S>>,
-    /// The task to wake when the waiter hands the listener back.
-    waker: Option<Waker>,
-    /// The stream is going away: the waiter hands the listener back and exits.
-    closing: bool,
-}
-
-impl<S> Shared<S> {
-    fn lock(&self) -> MutexGuard<'_, State<S>> {
-        lock(&self.state)
-    }
-}
-
-impl<S: Send + 'static> NodeListener<S> {
-    /// The node's events as a [`Stream`] for async code, on any executor (see [`NodeStream`]).
-    ///
-    /// Natively this starts one waiter thread for the node, which waits in the system poll
-    /// whenever the stream is pending.
-    ///
-    /// In a simulated world it works inside a node made with
-    /// [`World::node_async`](crate::sim::World::node_async) (whose executor waits for the
-    /// node's events in virtual time), for example to make a stream again after
-    /// [`NodeStream::into_listener`]; elsewhere in a world (a callback node's `for_each`
-    /// application) it returns an error of kind `Unsupported`.
-    pub fn into_stream(self) -> io::Result<NodeStream<S>> {
-        let handler = self.handler.clone();
-        let delays = Arc::new(Delays {
-            clock: self.signals.clock(),
-            network: handler.network().clone(),
-            timers: Mutex::new(TimerQueue::default()),
-        });
-        if handler.network().is_simulated() {
-            let state = sim::attach(self, delays.clone())?;
-            return Ok(NodeStream { handler, delays, driver: Driver::Sim(state) });
-        }
-        let shared = Arc::new(Shared {
-            delays: delays.clone(),
-            state: Mutex::new(State {
-                at_rest: Some(self),
-                to_wait: None,
-                waker: None,
-                closing: false,
-            }),
-            handed: Condvar::new(),
-        });
-        let for_waiter = shared.clone();
-        let waiter = std::thread::Builder::new()
-            .name("portnet-node-stream".into())
-            .spawn(move || wait_for_events(&for_waiter))?;
-        Ok(NodeStream { handler, delays, driver: Driver::Waiter { shared, waiter: Some(waiter) } })
-    }
-}
-
-/// The waiter thread: waits in the node's poll whenever the stream hands it the listener.
-fn wait_for_events<S>(shared: &Shared<S>) {
-    let mut state = shared.lock();
-    loop {
-        if let Some(mut listener) = state.to_wait.take() {
-            // Closing: the stream did not see the listener leave, so it woke nothing; waiting
-            // now could last forever.
-            let closing = state.closing;
-            drop(state);
-            if !closing && listener.handler.is_running() {
-                // Blocks until the poll reports something, a signal is ready (or its timer
-                // is due), the next delay is due, or something wakes the node (`stop()`,
-                // closing the stream, a new delay).
-                listener.gather(shared.delays.time_to_next());
-            }
-            shared.delays.fire_due();
-            state = shared.lock();
-            state.at_rest = Some(listener);
-            if let Some(waker) = state.waker.take() {
-                waker.wake();
-            }
-            shared.handed.notify_all();
-        } else if state.closing {
-            return;
-        } else if let Some(timeout) = shared.delays.time_to_next() {
-            // Nobody waits on the stream, but a delay is pending: it completes on time all
-            // the same (a new, earlier delay wakes this wait: see `delay`).
-            state = shared.handed.wait_timeout(state, timeout).unwrap_or_else(|e| e.into_inner()).0;
-            drop(state);
-            shared.delays.fire_due();
-            state = shared.lock();
-        } else {
-            state = shared.handed.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-    }
+    /// In the browser: a loop on the page's event loop.
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    Browser(browser::PageLoop<S>),
 }
 
 impl<S> NodeStream<S> {
+    /// A stream over `listener`, its driver made by `start` (one per platform: `into_stream`).
+    fn new(
+        listener: NodeListener<S>,
+        start: impl FnOnce(NodeListener<S>, Arc<Delays>) -> io::Result<Driver<S>>,
+    ) -> io::Result<Self> {
+        let handler = listener.handler.clone();
+        let delays = Arc::new(Delays {
+            clock: listener.signals.clock(),
+            network: handler.network().clone(),
+            timers: Mutex::new(TimerQueue::default()),
+        });
+        let driver = start(listener, delays.clone())?;
+        Ok(NodeStream { handler, delays, driver })
+    }
+
     /// The handler of the node, to send, signal and stop.
     pub fn handler(&self) -> &NodeHandler<S> {
         &self.handler
@@ -182,89 +102,69 @@ impl<S> NodeStream<S> {
         let id = lock(&delays.timers).insert(deadline, Arc::downgrade(&slot));
         // A waiter in the poll waits for the old deadline: make it look again.
         delays.network.wake();
-        if let Driver::Waiter { shared, .. } = &self.driver {
-            // A waiter at rest waits for the old deadline too (under the lock: it reads the
-            // deadline under it, so it cannot miss this).
-            let _state = shared.lock();
-            shared.handed.notify_all();
+        match &self.driver {
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Driver::Waiter(waiter) => waiter.on_new_delay(),
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Driver::Sim(_) => (),
+            // The page's loop looks at the deadlines when it runs: the wake-up above runs it.
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Driver::Browser(_) => (),
         }
         Delay { slot, deadline, id, delays: delays.clone() }
     }
 
-    /// Stops the waiter and gives the listener back, with every event not handed out yet:
-    /// `try_next`, `for_each` or a new stream carry on from there. Blocks only until the
-    /// waiter leaves the poll, which it is woken to do.
+    /// Gives the listener back, with every event not handed out yet: `try_next`, `for_each` or
+    /// a new stream carry on from there. Natively it blocks only until the waiter leaves the
+    /// poll, which it is woken to do; in the browser it takes the stream's loop off the page's
+    /// event loop.
     pub fn into_listener(mut self) -> NodeListener<S> {
-        self.close();
-        let listener = match &self.driver {
-            Driver::Waiter { shared, .. } => shared.lock().at_rest.take(),
+        let listener = match &mut self.driver {
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Driver::Waiter(waiter) => waiter.close(),
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Driver::Sim(state) => state.take_listener(),
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Driver::Browser(page) => page.close(),
         };
-        listener.unwrap_or_else(|| unreachable!("the waiter hands the listener back on exit"))
-    }
-
-    /// Makes the waiter hand the listener back and exit, and waits for it.
-    fn close(&mut self) {
-        let Driver::Waiter { shared, waiter } = &mut self.driver else { return };
-        let Some(waiter) = waiter.take() else { return };
-        {
-            let mut state = shared.lock();
-            state.closing = true;
-            if state.to_wait.is_none() && state.at_rest.is_none() {
-                // The waiter is in the poll: wake it (the extra wake-up does no harm later).
-                self.handler.network().wake();
-            }
-            shared.handed.notify_all();
-        }
-        if let Err(panic) = waiter.join() {
-            if !std::thread::panicking() {
-                std::panic::resume_unwind(panic);
-            }
-        }
+        listener.unwrap_or_else(|| unreachable!("the listener is with the stream until it goes"))
     }
 }
 
 impl<S> Drop for NodeStream<S> {
+    /// The listener goes with the stream: natively the waiter hands it back and exits, in the
+    /// browser the stream's loop comes off the page's event loop. (A simulated stream's state
+    /// belongs to the node's executor.)
     fn drop(&mut self) {
-        self.close();
+        match &mut self.driver {
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Driver::Waiter(waiter) => drop(waiter.close()),
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Driver::Sim(_) => (),
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Driver::Browser(page) => drop(page.close()),
+        }
     }
 }
 
 impl<S> Stream for NodeStream<S> {
     type Item = StoredNodeEvent<S>;
 
-    /// Hands out the next event if one is gathered or ready now; otherwise hands the listener
-    /// to the waiter and returns `Pending` (the waiter wakes the task once it has events).
+    /// Hands out the next event if one is gathered or ready now; otherwise returns `Pending`,
+    /// and the driver wakes the task once it has events.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         // Delays due while events kept the stream from going pending (no clock read if none).
         this.delays.fire_due();
         match &this.driver {
-            Driver::Waiter { shared, .. } => poll_waiter(shared, cx),
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Driver::Waiter(waiter) => waiter.poll_next(cx),
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Driver::Sim(state) => state.poll_next(cx),
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Driver::Browser(page) => page.poll_next(cx),
         }
     }
-}
-
-/// `poll_next` natively: hands out a gathered event, or the listener to the waiter.
-fn poll_waiter<S>(shared: &Shared<S>, cx: &mut Context<'_>) -> Poll<Option<StoredNodeEvent<S>>> {
-    let mut state = shared.lock();
-    let Some(listener) = state.at_rest.as_mut() else {
-        // With the waiter: it wakes the latest task when it hands the listener back.
-        state.waker = Some(cx.waker().clone());
-        return Poll::Pending;
-    };
-    if let Some(event) = listener.try_next() {
-        return Poll::Ready(Some(event));
-    }
-    if !listener.handler.is_running() {
-        return Poll::Ready(None);
-    }
-    state.waker = Some(cx.waker().clone());
-    // The poll keeps what became ready since `try_next` looked, so the waiter sees it.
-    state.to_wait = state.at_rest.take();
-    shared.handed.notify_all();
-    Poll::Pending
 }
 
 impl<S> NodeHandler<S> {

@@ -409,6 +409,14 @@ impl Controller {
         drop(previous);
         schedule(id);
     }
+
+    /// Takes the installed loop off the JS event loop, if one is installed, leaving the sockets
+    /// open (a `NodeStream` giving its listener back). Not from inside the loop's own turn.
+    pub fn uninstall_loop(&self) {
+        let removed = with_network(self.id(), |network| network.event_loop.take());
+        // Dropped outside the borrow: the loop owns the turn, which may own anything.
+        drop(removed);
+    }
 }
 
 /// The event-reporting half. It cannot wait in a browser: it reports what the sockets

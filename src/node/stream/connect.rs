@@ -7,7 +7,6 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 impl<S> NodeStream<S> {
     /// A future that completes once the connect that made `endpoint` is decided: `Ok(())`
@@ -51,28 +50,15 @@ impl<S> Future for Connecting<'_, S> {
         let stream = &mut *this.stream;
         stream.delays.fire_due();
         match &stream.driver {
-            Driver::Waiter { shared, .. } => {
-                let mut state = shared.lock();
-                let Some(listener) = state.at_rest.as_mut() else {
-                    // With the waiter: it wakes this task when it hands the listener back.
-                    state.waker = Some(cx.waker().clone());
-                    return Poll::Pending;
-                };
-                if let Some(outcome) = outcome(listener, endpoint) {
-                    return Poll::Ready(outcome);
-                }
-                // What is ready now, without waiting; then the waiter waits for more.
-                listener.gather(Some(Duration::ZERO));
-                if let Some(outcome) = outcome(listener, endpoint) {
-                    return Poll::Ready(outcome);
-                }
-                state.waker = Some(cx.waker().clone());
-                state.to_wait = state.at_rest.take();
-                shared.handed.notify_all();
-                Poll::Pending
-            }
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Driver::Waiter(waiter) => waiter.poll_with(cx, |listener| outcome(listener, endpoint)),
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Driver::Sim(state) => {
                 state.poll_with(cx, |listener| outcome(listener, endpoint), || Err(gone(endpoint)))
+            }
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Driver::Browser(page) => {
+                page.poll_with(cx, |listener| outcome(listener, endpoint), || Err(gone(endpoint)))
             }
         }
     }
