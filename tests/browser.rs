@@ -512,3 +512,107 @@ fn node_event_matching_is_the_same_as_natively() {
     });
     signals.send(1); // stops it
 }
+
+// ---------------------------------------------------------------------------------------------
+// The async face: `NodeListener::into_stream` on the page's event loop.
+
+/// Awaits `future`, or fails after `ms` saying what it waited for.
+async fn within_future<T>(ms: i32, what: &str, future: impl std::future::Future<Output = T>) -> T {
+    let watchdog = JsFuture::from(Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms);
+    }));
+    match futures::future::select(std::pin::pin!(future), watchdog).await {
+        futures::future::Either::Left((value, _)) => value,
+        futures::future::Either::Right(_) => panic!("timed out after {ms} ms waiting for {what}"),
+    }
+}
+
+/// The next event of `events`, which must be a network event.
+async fn next_network<S>(events: &mut node::NodeStream<S>, what: &str) -> StoredNetEvent {
+    use futures::StreamExt;
+    match within_future(WATCHDOG_MS, what, events.next()).await {
+        Some(StoredNodeEvent::Network(event)) => event,
+        Some(StoredNodeEvent::Signal(_)) => panic!("{what}: got a signal"),
+        None => panic!("{what}: the stream ended"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_stream_awaits_its_connect_round_trips_and_ends_after_stop() {
+    use futures::StreamExt;
+    let (handler, listener) = node::split::<()>();
+    let mut events = listener.into_stream().expect("a stream in the browser");
+    let addr = format!("127.0.0.1:{}", ports().echo);
+    let (endpoint, _) = handler.network().connect(Transport::Ws, &addr).expect("connect");
+    within_future(WATCHDOG_MS, "the connect", events.connected(endpoint))
+        .await
+        .expect("the echo server accepts");
+    for message in [&b"one"[..], b"two"] {
+        assert_eq!(handler.network().send(endpoint, message), SendStatus::Sent);
+    }
+    // `connected` took nothing out of the stream: `Connected` comes first, then the echoes.
+    let connected = next_network(&mut events, "Connected").await;
+    assert_eq!(connected, StoredNetEvent::Connected(endpoint, true));
+    for message in [&b"one"[..], b"two"] {
+        let echo = next_network(&mut events, "an echo").await;
+        assert_eq!(echo, StoredNetEvent::Message(endpoint, message.to_vec()));
+    }
+    handler.stop();
+    let end = within_future(WATCHDOG_MS, "the end of the stream", events.next()).await;
+    assert!(end.is_none(), "the stream goes on after stop()");
+}
+
+#[wasm_bindgen_test]
+async fn a_refused_connect_is_an_error_of_the_awaited_connect() {
+    let (handler, listener) = node::split::<()>();
+    let mut events = listener.into_stream().expect("a stream in the browser");
+    let addr = format!("127.0.0.1:{}", ports().refused);
+    let (endpoint, _) = handler.network().connect(Transport::Ws, &addr).expect("connect");
+    let outcome = within_future(WATCHDOG_MS, "the refusal", events.connected(endpoint)).await;
+    let error = outcome.expect_err("a refused connect succeeded");
+    assert_eq!(error.kind(), ErrorKind::ConnectionRefused, "{error}");
+    assert_eq!(
+        next_network(&mut events, "Connected(false)").await,
+        StoredNetEvent::Connected(endpoint, false)
+    );
+    handler.stop();
+}
+
+#[wasm_bindgen_test]
+async fn delays_and_signal_timers_come_in_time_order_without_polling_the_stream() {
+    use futures::StreamExt;
+    let (handler, listener) = node::split::<u32>();
+    let mut events = listener.into_stream().expect("a stream in the browser");
+    handler.signals().send_with_timer(1, Duration::from_millis(40));
+    let started = handler.now();
+    // Awaited alone: the page's loop fires it whether or not the stream is polled.
+    within_future(WATCHDOG_MS, "a 20 ms delay", events.delay(Duration::from_millis(20))).await;
+    let waited = handler.now() - started;
+    assert!(waited >= Duration::from_millis(20), "the delay completed after {waited:?}");
+    let signal = within_future(WATCHDOG_MS, "the 40 ms signal", events.next()).await;
+    assert!(matches!(signal, Some(StoredNodeEvent::Signal(1))), "expected the signal");
+    assert!(handler.now() - started >= Duration::from_millis(40));
+    handler.stop();
+}
+
+#[wasm_bindgen_test]
+async fn into_listener_gives_back_every_event_not_handed_out() {
+    let (handler, listener) = node::split::<()>();
+    let mut events = listener.into_stream().expect("a stream in the browser");
+    let addr = format!("127.0.0.1:{}", ports().echo);
+    let (endpoint, _) = handler.network().connect(Transport::Ws, &addr).expect("connect");
+    let connected = next_network(&mut events, "Connected").await;
+    assert_eq!(connected, StoredNetEvent::Connected(endpoint, true));
+    for message in [&b"a"[..], b"b", b"c"] {
+        assert_eq!(handler.network().send(endpoint, message), SendStatus::Sent);
+    }
+    let first = next_network(&mut events, "the first echo").await;
+    assert_eq!(first, StoredNetEvent::Message(endpoint, b"a".to_vec()));
+    // The rest may be gathered already, or still on their way: either way they come next.
+    let mut events = events.into_listener().into_stream().expect("a new stream");
+    for message in [&b"b"[..], b"c"] {
+        let echo = next_network(&mut events, "an echo after into_listener").await;
+        assert_eq!(echo, StoredNetEvent::Message(endpoint, message.to_vec()));
+    }
+    handler.stop();
+}
