@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 /// Echoes every line, upper-cased, until stopped.
 fn server(addr: &str) {
     let (handler, listener) = node::split::<()>();
-    let lines = handler.network().mount(Lines::default()).expect("mount");
+    // A peer sending a longer line is disconnected, with the reason in the log.
+    let lines = handler.network().mount(Lines::default().with_max_line(4096)).expect("mount");
     let (_, local) = handler.network().listen(lines, addr).expect("listen");
     println!("echoing lines on {local} ({lines})");
     listener.for_each(move |event| match event {

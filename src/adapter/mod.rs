@@ -212,6 +212,19 @@ impl Frame {
         self.header_len = header.len() as u8;
     }
 
+    /// Appends one byte to the header, for headers built a byte at a time (a varint length).
+    ///
+    /// # Panics
+    ///
+    /// If the header already holds [`Frame::MAX_HEADER`] bytes.
+    #[inline]
+    pub fn push_header_byte(&mut self, byte: u8) {
+        let len = usize::from(self.header_len);
+        assert!(len < Self::MAX_HEADER, "a frame header holds at most {} bytes", Self::MAX_HEADER);
+        self.header[len] = byte;
+        self.header_len += 1;
+    }
+
     /// Sets the bytes written after the message.
     ///
     /// # Panics

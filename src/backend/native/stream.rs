@@ -1,4 +1,5 @@
-//! `Tcp` and `FramedTcp` connections, and the listener shared with `Ws`.
+//! Stream connections (`Tcp`, `FramedTcp` and mounted transports: the TCP carrier with a
+//! protocol plugged in), and the listener shared with `Ws`.
 
 use super::{Cx, Deadline, READ_BUDGET, Resource, Shared, State};
 use crate::adapter::{Decoder, Frame, Io, Protocol, Side, Sink};
@@ -87,22 +88,26 @@ impl Connection {
             log::debug!("{}: message of {} bytes refused: {e}", self.endpoint, data.len());
             return SendStatus::MaxPacketSizeExceeded;
         }
-        let parts = [frame.header(), data, frame.trailer()];
+        let (header, trailer) = (frame.header(), frame.trailer());
         let mut out = lock(&self.out);
         if !out.is_empty() {
-            return match out.push(&parts) {
+            return match out.push(&[header, data, trailer]) {
                 Ok(()) => SendStatus::Sent,
                 Err(_) => SendStatus::QueueFull,
             };
         }
-        let total = parts[0].len() + parts[1].len() + parts[2].len();
+        let total = header.len() + data.len() + trailer.len();
         let mut written = 0;
         while written < total {
-            let mut slices = [IoSlice::new(&[]); 3];
-            let count = unwritten(&parts, written, &mut slices);
-            let result = if count == 1 {
-                (&self.stream).write(&slices[0])
+            // The common cases (no trailer: `Tcp`, `FramedTcp`) take no loop over the parts.
+            let result = if trailer.is_empty() && written < header.len() {
+                (&self.stream)
+                    .write_vectored(&[IoSlice::new(&header[written..]), IoSlice::new(data)])
+            } else if trailer.is_empty() {
+                (&self.stream).write(&data[written - header.len()..])
             } else {
+                let mut slices = [IoSlice::new(&[]); 3];
+                let count = unwritten(&[header, data, trailer], written, &mut slices);
                 (&self.stream).write_vectored(&slices[..count])
             };
             match result {
@@ -120,7 +125,7 @@ impl Connection {
         }
         if written < total {
             let mut slices = [IoSlice::new(&[]); 3];
-            let count = unwritten(&parts, written, &mut slices);
+            let count = unwritten(&[header, data, trailer], written, &mut slices);
             let rest: [&[u8]; 3] = [&slices[0], &slices[1], &slices[2]];
             out.push_remainder(&rest[..count]);
         }
