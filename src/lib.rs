@@ -44,6 +44,8 @@ mod core;
 pub mod events;
 pub mod network;
 pub mod node;
+// Written for the native stream carrier; the browser has none yet.
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 mod protocols;
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub mod sim;

@@ -85,6 +85,7 @@ impl Controller {
     }
 
     /// Mounts a stream protocol: natively only, so far.
+    #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), allow(unused_variables))]
     pub fn mount(&self, protocol: crate::adapter::Protocol) -> io::Result<Transport> {
         match self {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
