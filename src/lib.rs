@@ -37,12 +37,16 @@
 // unreachable, and so are the values it would use.
 #![cfg_attr(not(any(feature = "tcp", feature = "udp")), allow(unused, unreachable_code))]
 
+pub mod adapter;
 pub mod adapters;
 mod backend;
 mod core;
 pub mod events;
 pub mod network;
 pub mod node;
+// Written for the native stream carrier; the browser has none yet.
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+mod protocols;
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub mod sim;
 pub mod util;

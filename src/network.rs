@@ -186,6 +186,20 @@ impl NetworkController {
         result
     }
 
+    /// Mounts a transport of your own on this network (see [`crate::adapter`]): the
+    /// [`Transport`] returned (a `Transport::Custom`) connects, listens and sends like a
+    /// built-in one, on this network. Each mount gets a new id, from
+    /// [`AdapterId::FIRST`](crate::adapter::AdapterId::FIRST) on; a network tells apart
+    /// [`ResourceId::MAX_ADAPTERS`] transports in all, so at most 124 mounts succeed.
+    ///
+    /// Natively only, so far: a simulated world's and the browser's networks answer an
+    /// `io::ErrorKind::Unsupported` error.
+    pub fn mount<P: crate::adapter::StreamProtocol>(&self, protocol: P) -> io::Result<Transport> {
+        let transport = self.backend.mount(std::sync::Arc::new(protocol))?;
+        log::trace!("mounted {} as {transport}", std::any::type_name::<P>());
+        Ok(transport)
+    }
+
     /// Sends one message. Never blocks: when the socket cannot take it now, the message is
     /// queued behind earlier ones and written as the peer reads; a full queue answers
     /// [`SendStatus::QueueFull`]. Messages from several threads to one endpoint never

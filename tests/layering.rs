@@ -9,8 +9,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Bottom to top. A module may name the ones before it, never the ones after it.
-const LAYERS: &[&str] =
-    &["adapters", "core", "util", "events", "backend", "network", "node", "sim"];
+const LAYERS: &[&str] = &[
+    "adapters",
+    "core",
+    "util",
+    "events",
+    "adapter",
+    "protocols",
+    "backend",
+    "network",
+    "node",
+    "sim",
+];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in fs::read_dir(dir).expect("src/ is readable") {

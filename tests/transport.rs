@@ -12,6 +12,7 @@ fn message_io_twin(transport: Transport) -> message_io::network::Transport {
         Transport::FramedTcp => M::FramedTcp,
         Transport::Udp => M::Udp,
         Transport::Ws => M::Ws,
+        Transport::Custom(_) => unreachable!("a mounted transport has no twin in message-io"),
     }
 }
 
@@ -61,5 +62,55 @@ fn display_and_properties_match_message_io() {
         assert_eq!(transport.to_string(), twin.to_string());
         assert_eq!(transport.is_connection_oriented(), twin.is_connection_oriented());
         assert_eq!(transport.is_packet_based(), twin.is_packet_based());
+    }
+}
+
+#[test]
+fn a_mounted_transport_is_not_a_built_in() {
+    let (network, _processor) = portnet::network::split();
+    let custom = network.mount(Nothing).unwrap();
+    let id = custom.adapter_id().expect("a mounted transport has an adapter id");
+    assert_eq!(custom.id(), id.get());
+    assert_eq!(custom.id(), portnet::adapter::AdapterId::FIRST);
+    assert!(!Transport::ALL.contains(&custom));
+    assert!(Transport::iter().all(|t| t.adapter_id().is_none()));
+    assert_eq!(Transport::try_from_id(custom.id()), None);
+    assert_eq!(custom.to_string(), "Custom(4)");
+    assert!(custom.is_connection_oriented() && custom.is_packet_based());
+    let json = serde_json::to_string(&custom).unwrap();
+    assert_eq!(json, r#"{"Custom":4}"#);
+    assert_eq!(serde_json::from_str::<Transport>(&json).unwrap(), custom);
+    // No built-in's id, nor one beyond what a resource id holds, passes for a mounted one.
+    assert!(serde_json::from_str::<Transport>(r#"{"Custom":1}"#).is_err());
+    assert!(serde_json::from_str::<Transport>(r#"{"Custom":128}"#).is_err());
+}
+
+/// A protocol that frames nothing, to mount.
+struct Nothing;
+
+impl portnet::adapter::StreamProtocol for Nothing {
+    type Decoder = Nothing;
+
+    fn decoder(&self, _side: portnet::adapter::Side) -> Nothing {
+        Nothing
+    }
+
+    fn encode(
+        &self,
+        _message: &[u8],
+        _frame: &mut portnet::adapter::Frame,
+    ) -> Result<(), portnet::adapter::SendError> {
+        Ok(())
+    }
+}
+
+impl portnet::adapter::Decoder for Nothing {
+    fn decode(
+        &mut self,
+        input: &[u8],
+        io: &mut portnet::adapter::Io<'_>,
+    ) -> Result<(), portnet::adapter::ProtocolError> {
+        io.deliver(input);
+        Ok(())
     }
 }

@@ -10,7 +10,8 @@ pub(crate) mod sim;
 
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 use crate::core::{
-    Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, TransportConnect, TransportListen,
+    Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, Transport, TransportConnect,
+    TransportListen,
 };
 use std::io;
 use std::net::SocketAddr;
@@ -81,6 +82,23 @@ impl Controller {
         addr: SocketAddr,
     ) -> io::Result<(ResourceId, SocketAddr)> {
         dispatch!(self, d => d.listen_with(config, addr))
+    }
+
+    /// Mounts a stream protocol: natively only, so far.
+    #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), allow(unused_variables))]
+    pub fn mount(&self, protocol: crate::adapter::Protocol) -> io::Result<Transport> {
+        match self {
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Native(d) => d.mount(protocol),
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                if self.is_simulated() {
+                    "mount: a simulated world does not carry mounted transports yet (docs/adapters.md)"
+                } else {
+                    "mount: the browser does not carry mounted transports yet (docs/adapters.md)"
+                },
+            )),
+        }
     }
 
     pub fn send(&self, endpoint: Endpoint, data: &[u8]) -> SendStatus {

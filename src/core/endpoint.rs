@@ -53,7 +53,8 @@ impl Endpoint {
 
     /// The transport this endpoint talks over.
     pub fn transport(&self) -> Transport {
-        Transport::from(self.resource_id.adapter_id())
+        let id = self.resource_id.adapter_id();
+        Transport::from_adapter_id(id).unwrap_or_else(|| Transport::from(id))
     }
 }
 

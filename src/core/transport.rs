@@ -6,6 +6,59 @@ use crate::adapters::tcp::{TcpConnectConfig, TcpListenConfig};
 use crate::adapters::udp::{self, UdpConnectConfig, UdpListenConfig};
 #[cfg(feature = "websocket")]
 use crate::adapters::ws::{self, WsConnectConfig, WsListenConfig};
+// A mounted transport takes the stream options of `Tcp` (its carrier natively).
+#[cfg(not(feature = "tcp"))]
+use crate::adapters::tcp::{TcpConnectConfig, TcpListenConfig};
+
+/// The id of a transport mounted on a network at run time ([`Transport::Custom`]).
+///
+/// Handed out by `NetworkController::mount` (see [`crate::adapter`]), above the built-ins' ids
+/// and at most [`ResourceId::MAX_ADAPTER_ID`](crate::network::ResourceId::MAX_ADAPTER_ID), so
+/// that the resource ids of its connections carry it as they carry a built-in's. It names a
+/// transport of the network that mounted it, in the order things were mounted there: another
+/// network may give the same id to another protocol.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "u8", into = "u8"))]
+pub struct AdapterId(u8);
+
+impl AdapterId {
+    /// The first id a mount gets: the built-ins have 0 to 3, whichever features are on.
+    pub const FIRST: u8 = 4;
+    /// The last id a mount can get.
+    pub const LAST: u8 = crate::core::resource_id::ResourceId::MAX_ADAPTER_ID;
+
+    /// The id, if `id` is one a mount can have (from [`FIRST`](Self::FIRST) to
+    /// [`LAST`](Self::LAST)).
+    pub const fn new(id: u8) -> Option<Self> {
+        if id >= Self::FIRST && id <= Self::LAST { Some(AdapterId(id)) } else { None }
+    }
+
+    /// The number, as in [`Transport::id`] and `ResourceId::adapter_id`.
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for AdapterId {
+    type Error = String;
+
+    fn try_from(id: u8) -> Result<Self, Self::Error> {
+        AdapterId::new(id).ok_or_else(|| {
+            format!(
+                "{id} is not the id of a mounted transport ({} to {})",
+                AdapterId::FIRST,
+                AdapterId::LAST
+            )
+        })
+    }
+}
+
+impl From<AdapterId> for u8 {
+    fn from(id: AdapterId) -> u8 {
+        id.0
+    }
+}
 
 /// The transport a connection or listener uses.
 ///
@@ -18,19 +71,24 @@ use crate::adapters::ws::{self, WsConnectConfig, WsListenConfig};
 pub enum Transport {
     /// TCP as a byte stream: a `Message` is whatever bytes arrived, not what one `send` sent.
     #[cfg(feature = "tcp")]
-    Tcp = 0,
+    Tcp,
     /// TCP with message boundaries: an unsigned LEB128 length prefix before each message.
     /// Most applications want this rather than `Tcp`.
     #[cfg(feature = "tcp")]
-    FramedTcp = 1,
+    FramedTcp,
     /// UDP datagrams: unreliable, unordered, limited in size. Listening on a multicast address
     /// joins the group.
     #[cfg(feature = "udp")]
-    Udp = 2,
+    Udp,
     /// WebSocket binary messages. `connect` takes a `ws://` URL or a socket address (which
     /// requests `ws://{addr}/message-io-default`).
     #[cfg(feature = "websocket")]
-    Ws = 3,
+    Ws,
+    /// A transport of your own, mounted on a network with `NetworkController::mount` (see
+    /// [`crate::adapter`]). Not in [`Transport::ALL`] nor in strum's `Transport::iter()`, which
+    /// list the built-ins; serialised as `{"Custom":4}`.
+    #[cfg_attr(feature = "strum", strum(disabled))]
+    Custom(AdapterId),
 }
 
 /// How many transports this build has (the length of [`Transport::ALL`]).
@@ -62,6 +120,8 @@ impl Transport {
             Transport::Udp => udp::MAX_LOCAL_PAYLOAD_LEN,
             #[cfg(feature = "websocket")]
             Transport::Ws => ws::MAX_PAYLOAD_LEN,
+            // Its encoder decides (a refusal is `SendStatus::MaxPacketSizeExceeded`).
+            Transport::Custom(_) => usize::MAX,
         }
     }
 
@@ -71,14 +131,46 @@ impl Transport {
         !self.is_udp()
     }
 
-    /// Whether each `send` arrives as exactly one `Message` (all but `Tcp`).
+    /// Whether each `send` arrives as exactly one `Message` (all but `Tcp`; a mounted
+    /// transport delivers one `Message` per message its decoder completes).
     pub const fn is_packet_based(self) -> bool {
         !self.is_tcp()
     }
 
     /// A small number identifying the transport, stored in every [`ResourceId`](crate::network::ResourceId).
     pub const fn id(self) -> u8 {
-        self as u8
+        match self {
+            #[cfg(feature = "tcp")]
+            Transport::Tcp => 0,
+            #[cfg(feature = "tcp")]
+            Transport::FramedTcp => 1,
+            #[cfg(feature = "udp")]
+            Transport::Udp => 2,
+            #[cfg(feature = "websocket")]
+            Transport::Ws => 3,
+            Transport::Custom(id) => id.get(),
+        }
+    }
+
+    /// The transport of a resource id's adapter id: a built-in, or the mounted transport of
+    /// that id (on the network the resource belongs to).
+    pub(crate) const fn from_adapter_id(id: u8) -> Option<Self> {
+        match Self::try_from_id(id) {
+            Some(transport) => Some(transport),
+            None => match AdapterId::new(id) {
+                Some(id) => Some(Transport::Custom(id)),
+                None => None,
+            },
+        }
+    }
+
+    /// The mounted transport's id, if this is one.
+    pub const fn adapter_id(self) -> Option<AdapterId> {
+        match self {
+            Transport::Custom(id) => Some(id),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
     }
 
     // Questions the backends ask, answered `false` for a transport this build lacks, so that
@@ -88,15 +180,6 @@ impl Transport {
     pub(crate) const fn is_tcp(self) -> bool {
         #[cfg(feature = "tcp")]
         return matches!(self, Transport::Tcp);
-        #[cfg(not(feature = "tcp"))]
-        false
-    }
-
-    /// `FramedTcp`.
-    #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), allow(dead_code))]
-    pub(crate) const fn is_framed_tcp(self) -> bool {
-        #[cfg(feature = "tcp")]
-        return matches!(self, Transport::FramedTcp);
         #[cfg(not(feature = "tcp"))]
         false
     }
@@ -130,7 +213,8 @@ impl From<u8> for Transport {
 }
 
 impl Transport {
-    /// The transport with this id, if there is one.
+    /// The built-in transport with this id, if there is one. A mounted transport's id names it
+    /// only on its own network, so no number alone gives a [`Transport::Custom`].
     pub const fn try_from_id(id: u8) -> Option<Self> {
         match id {
             #[cfg(feature = "tcp")]
@@ -157,6 +241,7 @@ impl std::fmt::Display for Transport {
             Transport::Udp => "Udp",
             #[cfg(feature = "websocket")]
             Transport::Ws => "Ws",
+            Transport::Custom(id) => return write!(f, "Custom({})", id.get()),
         })
     }
 }
@@ -179,6 +264,10 @@ pub enum TransportConnect {
     /// `Ws` with options: subprotocols, headers, size limits, TLS trust (new in portnet).
     #[cfg(feature = "websocket")]
     WsWith(WsConnectConfig),
+    /// A mounted transport ([`Transport::Custom`]) with the stream options it shares with
+    /// `Tcp` (its carrier natively): timeouts, send queue limit, keepalive, source address.
+    /// A built-in transport here makes the connect fail with `InvalidInput`.
+    Custom(Transport, TcpConnectConfig),
 }
 
 impl TransportConnect {
@@ -193,6 +282,7 @@ impl TransportConnect {
             Self::Udp(_) => Transport::Udp,
             #[cfg(feature = "websocket")]
             Self::Ws | Self::WsWith(_) => Transport::Ws,
+            Self::Custom(transport, _) => transport,
         }
     }
 
@@ -213,6 +303,7 @@ impl From<Transport> for TransportConnect {
             Transport::Udp => Self::Udp(UdpConnectConfig::default()),
             #[cfg(feature = "websocket")]
             Transport::Ws => Self::Ws,
+            Transport::Custom(_) => Self::Custom(transport, Default::default()),
         }
     }
 }
@@ -235,6 +326,9 @@ pub enum TransportListen {
     /// `Ws` with options: TLS (`wss://`), subprotocols, size limits (new in portnet).
     #[cfg(feature = "websocket")]
     WsWith(WsListenConfig),
+    /// A mounted transport ([`Transport::Custom`]) with the stream options it shares with
+    /// `Tcp`. A built-in transport here makes the listen fail with `InvalidInput`.
+    Custom(Transport, TcpListenConfig),
 }
 
 impl TransportListen {
@@ -249,6 +343,7 @@ impl TransportListen {
             Self::Udp(_) => Transport::Udp,
             #[cfg(feature = "websocket")]
             Self::Ws | Self::WsWith(_) => Transport::Ws,
+            Self::Custom(transport, _) => transport,
         }
     }
 
@@ -283,6 +378,7 @@ impl From<Transport> for TransportListen {
             Transport::Udp => Self::Udp(UdpListenConfig::default()),
             #[cfg(feature = "websocket")]
             Transport::Ws => Self::Ws,
+            Transport::Custom(_) => Self::Custom(transport, Default::default()),
         }
     }
 }

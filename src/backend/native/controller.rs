@@ -7,17 +7,31 @@ use super::udp;
 use super::{AcceptConfig, Deadline, Resource, Shared, State, resolve};
 #[cfg(feature = "websocket")]
 use super::{ws, ws_accept};
+use crate::adapter::{AdapterId, Protocol, Side};
 use crate::adapters::StreamOptions;
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 use crate::core::{
     Endpoint, LingerSetting, RemoteAddr, ResourceId, ResourceType, SendStatus, Transport,
     TransportConnect, TransportListen,
 };
+#[cfg(feature = "tcp")]
+use crate::protocols::{FramedTcp, Tcp};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+/// How a `Tcp`, `FramedTcp` or mounted listener accepts.
+fn stream_accept(transport: Transport, options: StreamOptions, protocol: Protocol) -> AcceptConfig {
+    AcceptConfig {
+        transport,
+        options,
+        protocol: Some(protocol),
+        #[cfg(feature = "websocket")]
+        ws: None,
+    }
+}
 
 /// The native half that acts: connect, listen, send, remove. Usable from any thread.
 #[derive(Clone)]
@@ -55,18 +69,49 @@ impl Controller {
             TransportConnect::WsWith(config) => ws::connect(&self.shared, id, addr, config, sync),
             #[cfg(feature = "tcp")]
             TransportConnect::Tcp(config) => {
-                self.connect_stream(id, transport, addr, config.options, None, sync)
+                self.connect_stream(id, transport, addr, config.options, Arc::new(Tcp), sync)
             }
             #[cfg(feature = "tcp")]
-            TransportConnect::FramedTcp(config) => self.connect_stream(
-                id,
-                transport,
-                addr,
-                config.options,
-                Some(config.max_frame_size),
-                sync,
-            ),
+            TransportConnect::FramedTcp(config) => {
+                let protocol = Arc::new(FramedTcp { max_frame_size: config.max_frame_size });
+                self.connect_stream(id, transport, addr, config.options, protocol, sync)
+            }
+            TransportConnect::Custom(transport, config) => {
+                let protocol = self.mounted(transport)?;
+                self.connect_stream(id, transport, addr, config.options, protocol, sync)
+            }
         }
+    }
+
+    /// Mounts a transport of the application's: the next free id names it.
+    pub fn mount(&self, protocol: Protocol) -> io::Result<Transport> {
+        let mut mounted = self.shared.mounted.write().unwrap_or_else(|e| e.into_inner());
+        let next = usize::from(AdapterId::FIRST) + mounted.len();
+        let id = u8::try_from(next).ok().and_then(AdapterId::new).ok_or_else(|| {
+            io::Error::other(format!(
+                "mount: this network has all the transports it can tell apart ({} mounted)",
+                mounted.len()
+            ))
+        })?;
+        mounted.push(protocol);
+        Ok(Transport::Custom(id))
+    }
+
+    /// The protocol of a mounted transport.
+    fn mounted(&self, transport: Transport) -> io::Result<Protocol> {
+        let Some(id) = transport.adapter_id() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{transport} is a built-in transport, not a mounted one"),
+            ));
+        };
+        let mounted = self.shared.mounted.read().unwrap_or_else(|e| e.into_inner());
+        mounted.get(usize::from(id.get() - AdapterId::FIRST)).cloned().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{transport} is not mounted on this network"),
+            )
+        })
     }
 
     fn connect_stream(
@@ -75,7 +120,7 @@ impl Controller {
         transport: Transport,
         addr: RemoteAddr,
         options: StreamOptions,
-        max_frame_size: Option<usize>,
+        protocol: Protocol,
         sync: bool,
     ) -> io::Result<(Endpoint, SocketAddr)> {
         let peer = resolve(&addr)?;
@@ -99,7 +144,8 @@ impl Controller {
             endpoint,
             stream,
             state,
-            max_frame_size,
+            protocol,
+            Side::Client,
             options.send_queue_limit,
         );
         self.shared.add(id, Resource::Stream(connection))?;
@@ -133,29 +179,20 @@ impl Controller {
                 Ok((id, local))
             }
             #[cfg(feature = "tcp")]
-            TransportListen::Tcp(c) => self.listen_stream(
-                id,
-                addr,
-                AcceptConfig {
-                    transport,
-                    options: c.options,
-                    max_frame_size: 0,
-                    #[cfg(feature = "websocket")]
-                    ws: None,
-                },
-            ),
+            TransportListen::Tcp(c) => {
+                self.listen_stream(id, addr, stream_accept(transport, c.options, Arc::new(Tcp)))
+            }
             #[cfg(feature = "tcp")]
-            TransportListen::FramedTcp(c) => self.listen_stream(
-                id,
-                addr,
-                AcceptConfig {
-                    transport,
-                    options: c.options,
-                    max_frame_size: c.max_frame_size,
-                    #[cfg(feature = "websocket")]
-                    ws: None,
-                },
-            ),
+            TransportListen::FramedTcp(c) => {
+                let protocol = Arc::new(FramedTcp { max_frame_size: c.max_frame_size });
+                self.listen_stream(id, addr, stream_accept(transport, c.options, protocol))
+            }
+            TransportListen::Custom(transport, c) => {
+                let protocol = self.mounted(transport).map_err(|e| {
+                    io::Error::new(e.kind(), format!("{transport} listen on {addr}: {e}"))
+                })?;
+                self.listen_stream(id, addr, stream_accept(transport, c.options, protocol))
+            }
             #[cfg(feature = "websocket")]
             TransportListen::Ws => {
                 let accept = ws_accept(transport, Default::default()).map_err(context)?;

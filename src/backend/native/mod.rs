@@ -21,6 +21,7 @@ mod udp;
 #[cfg(feature = "websocket")]
 mod ws;
 
+use crate::adapter::Protocol;
 use crate::adapters::StreamOptions;
 use crate::adapters::ws::WsClose;
 #[cfg(feature = "websocket")]
@@ -66,17 +67,19 @@ pub(crate) fn split() -> io::Result<(Controller, Processor)> {
         peer_close: Mutex::new(None),
         clock: Clock::system(),
         linger: LingerSetting::default(),
+        mounted: RwLock::default(),
     });
     let processor = Processor::new(poll, shared.clone());
     Ok((Controller { shared }, processor))
 }
 
 /// What a listener gives the connections it accepts.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct AcceptConfig {
     pub transport: Transport,
     pub options: StreamOptions,
-    pub max_frame_size: usize,
+    /// For `Tcp`, `FramedTcp` and mounted transports: what frames accepted connections.
+    pub protocol: Option<Protocol>,
     /// For `Ws` listeners: the WebSocket options (and TLS) of accepted connections.
     #[cfg(feature = "websocket")]
     pub ws: Option<Arc<ws::Accept>>,
@@ -98,7 +101,7 @@ fn ws_accept(transport: Transport, config: WsListenConfig) -> io::Result<AcceptC
     Ok(AcceptConfig {
         transport,
         options: config.options,
-        max_frame_size: 0,
+        protocol: None,
         ws: Some(Arc::new(accept)),
     })
 }
@@ -417,6 +420,8 @@ pub(crate) struct Shared {
     clock: Clock,
     /// How long closing connections may take to flush (`NetworkController::set_linger`).
     linger: LingerSetting,
+    /// The transports mounted on this network, by id from `AdapterId::FIRST` on.
+    mounted: RwLock<Vec<Protocol>>,
 }
 
 impl Shared {

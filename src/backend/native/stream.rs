@@ -1,9 +1,10 @@
-//! `Tcp` and `FramedTcp` connections, and the listener shared with `Ws`.
+//! Stream connections (`Tcp`, `FramedTcp` and mounted transports: the TCP carrier with a
+//! protocol plugged in), and the listener shared with `Ws`.
 
 use super::{Cx, Deadline, READ_BUDGET, Resource, Shared, State};
+use crate::adapter::{Decoder, Frame, Io, Protocol, Side, Sink};
 #[cfg(feature = "websocket")]
 use crate::core::Transport;
-use crate::core::framing::{FrameDecoder, MAX_ENCODED_SIZE, encode_len};
 use crate::core::outbox::Outbox;
 use crate::core::{Endpoint, NetEvent, ResourceId, SendStatus};
 use mio::event::Event;
@@ -17,20 +18,15 @@ use std::time::Duration;
 /// How soon a listener that failed to accept tries again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// How a connection frames what it sends and receives.
-pub(crate) enum Framing {
-    /// Plain `Tcp`: bytes as they come.
-    None,
-    /// `FramedTcp`: LEB128 length prefix, with a maximum frame size.
-    Framed(Mutex<FrameDecoder>, usize),
-}
-
-/// A `Tcp` or `FramedTcp` connection.
+/// A stream connection: the carrier (a TCP socket, its send queue and lifecycle) with the
+/// protocol that frames what it carries (`Tcp`, `FramedTcp` or a mounted one).
 pub(crate) struct Connection {
     pub endpoint: Endpoint,
     pub stream: TcpStream,
     pub state: State,
-    framing: Framing,
+    protocol: Protocol,
+    /// Only the event thread decodes; the lock is never contended.
+    decoder: Mutex<Box<dyn Decoder>>,
     pub out: Mutex<Outbox>,
     pub on_drained: Waiters,
     /// Why a write failed, if one did: reading may then just see the end of the stream (the
@@ -40,23 +36,41 @@ pub(crate) struct Connection {
     write_shut: AtomicBool,
 }
 
+/// What a decoder delivers to: the application's callback, while the connection is open.
+struct Deliver<'c> {
+    connection: &'c Connection,
+    callback: &'c mut dyn FnMut(NetEvent<'_>),
+}
+
+impl Sink for Deliver<'_> {
+    #[inline]
+    fn deliver(&mut self, message: &[u8]) {
+        if !self.connection.state.is_closed() {
+            (self.callback)(NetEvent::Message(self.connection.endpoint, message))
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        !self.connection.state.is_closed()
+    }
+}
+
 impl Connection {
     pub fn new(
         endpoint: Endpoint,
         stream: TcpStream,
         state: State,
-        max_frame_size: Option<usize>,
+        protocol: Protocol,
+        side: Side,
         send_queue_limit: usize,
     ) -> Self {
-        let framing = match max_frame_size {
-            Some(max) => Framing::Framed(Mutex::new(FrameDecoder::with_max_frame_size(max)), max),
-            None => Framing::None,
-        };
+        let decoder = Mutex::new(protocol.decoder(side));
         Self {
             endpoint,
             stream,
             state,
-            framing,
+            protocol,
+            decoder,
             out: Mutex::new(Outbox::new(send_queue_limit)),
             on_drained: Waiters::default(),
             write_error: Mutex::new(None),
@@ -69,29 +83,32 @@ impl Connection {
         if let Some(status) = self.state.send_refusal() {
             return status;
         }
-        let mut header_buf = [0; MAX_ENCODED_SIZE];
-        let header: &[u8] = match &self.framing {
-            Framing::None => &[],
-            Framing::Framed(_, max) if data.len() > *max => {
-                return SendStatus::MaxPacketSizeExceeded;
-            }
-            Framing::Framed(..) => encode_len(data.len(), &mut header_buf),
-        };
+        let mut frame = Frame::new();
+        if let Err(e) = self.protocol.encode(data, &mut frame) {
+            log::debug!("{}: message of {} bytes refused: {e}", self.endpoint, data.len());
+            return SendStatus::MaxPacketSizeExceeded;
+        }
+        let (header, trailer) = (frame.header(), frame.trailer());
         let mut out = lock(&self.out);
         if !out.is_empty() {
-            return match out.push(&[header, data]) {
+            return match out.push(&[header, data, trailer]) {
                 Ok(()) => SendStatus::Sent,
                 Err(_) => SendStatus::QueueFull,
             };
         }
-        let total = header.len() + data.len();
+        let total = header.len() + data.len() + trailer.len();
         let mut written = 0;
         while written < total {
-            let result = if written < header.len() {
+            // The common cases (no trailer: `Tcp`, `FramedTcp`) take no loop over the parts.
+            let result = if trailer.is_empty() && written < header.len() {
                 (&self.stream)
                     .write_vectored(&[IoSlice::new(&header[written..]), IoSlice::new(data)])
-            } else {
+            } else if trailer.is_empty() {
                 (&self.stream).write(&data[written - header.len()..])
+            } else {
+                let mut slices = [IoSlice::new(&[]); 3];
+                let count = unwritten(&[header, data, trailer], written, &mut slices);
+                (&self.stream).write_vectored(&slices[..count])
             };
             match result {
                 Ok(0) => break,
@@ -107,12 +124,10 @@ impl Connection {
             }
         }
         if written < total {
-            let (rest_header, rest_data) = if written < header.len() {
-                (&header[written..], data)
-            } else {
-                (&[][..], &data[written - header.len()..])
-            };
-            out.push_remainder(&[rest_header, rest_data]);
+            let mut slices = [IoSlice::new(&[]); 3];
+            let count = unwritten(&[header, data, trailer], written, &mut slices);
+            let rest: [&[u8]; 3] = [&slices[0], &slices[1], &slices[2]];
+            out.push_remainder(&rest[..count]);
         }
         SendStatus::Sent
     }
@@ -207,18 +222,10 @@ impl Connection {
                 Ok(n) => {
                     let emptied = short_read_ends && n < input.len();
                     let data = &input[..n];
-                    match &self.framing {
-                        Framing::None => callback(NetEvent::Message(self.endpoint, data)),
-                        Framing::Framed(decoder, _) => {
-                            let result = lock(decoder).decode(data, |frame| {
-                                if !self.state.is_closed() {
-                                    callback(NetEvent::Message(self.endpoint, frame))
-                                }
-                            });
-                            if let Err(e) = result {
-                                return self.disconnect(shared, callback, &e.to_string());
-                            }
-                        }
+                    let mut sink = Deliver { connection: self, callback: &mut **callback };
+                    let result = lock(&self.decoder).decode(data, &mut Io::new(&mut sink));
+                    if let Err(e) = result {
+                        return self.disconnect(shared, callback, &e.to_string());
                     }
                     if emptied {
                         return;
@@ -354,12 +361,13 @@ impl Listener {
                 }
             }
             _ => {
-                let max_frame = transport.is_framed_tcp().then_some(self.accept.max_frame_size);
+                let Some(protocol) = &self.accept.protocol else { return };
                 Resource::Stream(Connection::new(
                     endpoint,
                     stream,
                     State::ready(),
-                    max_frame,
+                    protocol.clone(),
+                    Side::Server,
                     options.send_queue_limit,
                 ))
             }
@@ -375,6 +383,26 @@ impl Listener {
             (cx.callback)(NetEvent::Accepted(endpoint, self.id));
         }
     }
+}
+
+/// The parts not yet written once `written` bytes of their concatenation were, into `slices`;
+/// returns how many there are (empty parts left out).
+fn unwritten<'a>(
+    parts: &[&'a [u8]; 3],
+    mut written: usize,
+    slices: &mut [IoSlice<'a>; 3],
+) -> usize {
+    let mut count = 0;
+    for part in parts {
+        if written >= part.len() {
+            written -= part.len();
+            continue;
+        }
+        slices[count] = IoSlice::new(&part[written..]);
+        written = 0;
+        count += 1;
+    }
+    count
 }
 
 /// Callbacks waiting for a send queue to drain.

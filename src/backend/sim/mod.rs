@@ -106,6 +106,16 @@ pub(crate) fn split(shared: Arc<Shared>, node: NodeId) -> (Controller, Processor
     (controller.clone(), Processor { controller })
 }
 
+/// A simulated world does not carry mounted transports yet (issue 16, `docs/adapters.md`).
+fn custom_unsupported(transport: crate::core::Transport) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "portnet sim: {transport} is a mounted transport; a simulated world does not carry them yet"
+        ),
+    )
+}
+
 impl Controller {
     /// Simulated nodes are driven by their world: a handler used from a thread the world does
     /// not know would run outside its schedule and break determinism. Fail loudly instead.
@@ -150,6 +160,7 @@ impl Controller {
             TransportConnect::WsWith(ref c) => {
                 (c.options.connect_timeout, c.ws.max_message_size, c.options.send_queue_limit)
             }
+            TransportConnect::Custom(..) => return Err(custom_unsupported(transport)),
         };
         if sync && CURRENT.get().is_none() {
             return Err(io::Error::new(
@@ -202,6 +213,7 @@ impl Controller {
             TransportListen::Udp(_) => crate::adapters::DEFAULT_SEND_QUEUE_LIMIT,
             #[cfg(feature = "websocket")]
             TransportListen::Ws => crate::adapters::DEFAULT_SEND_QUEUE_LIMIT,
+            TransportListen::Custom(transport, _) => return Err(custom_unsupported(transport)),
         };
         let subprotocols = match &config {
             #[cfg(feature = "websocket")]

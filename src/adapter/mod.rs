@@ -1,0 +1,337 @@
+//! Transports of your own: a framing protocol over a carrier the backend provides, mounted on a
+//! network at run time and then used like a built-in transport.
+//!
+//! A transport here is *sans-IO*: it never touches a socket. It says how one message goes on
+//! the wire ([`StreamProtocol::encode`]) and how the bytes arriving on one connection turn back
+//! into messages ([`Decoder::decode`]); the backend owns the sockets, the queues, the timeouts
+//! and the events. Mounting it ([`NetworkController::mount`](crate::network::NetworkController::mount))
+//! gives a [`Transport`](crate::network::Transport) (`Transport::Custom`) that `connect`,
+//! `connect_sync`, `listen`, `send` and `remove` take like `Transport::FramedTcp`, with the same
+//! events: `Connected`, `Accepted`, `Message`, `Disconnected`.
+//!
+//! The carrier of a [`StreamProtocol`] is a reliable, ordered byte stream with connections:
+//! natively TCP. A decoder sees the bytes as they arrive, in pieces of any size (one byte, half
+//! a message, several messages), and an error from it ends that connection alone, with its
+//! reason in the log and `NetEvent::Disconnected`, as a bad frame ends a `FramedTcp`
+//! connection. The built-in `Tcp` and `FramedTcp` are written on this same API.
+//!
+//! So far only the native backend carries mounted transports: in a simulated world and in the
+//! browser, `mount` answers an `io::ErrorKind::Unsupported` error (see `docs/adapters.md`).
+//!
+//! # Example: a line protocol
+//!
+//! Each message is one line of text ending in `\n`; a message holding a `\n` cannot be sent.
+//!
+//! ```
+//! use portnet::adapter::{Decoder, Frame, Io, ProtocolError, SendError, Side, StreamProtocol};
+//! use portnet::network::{NetEvent, Transport};
+//! use portnet::node::{self, NodeEvent};
+//!
+//! struct Lines;
+//!
+//! #[derive(Default)]
+//! struct LineDecoder {
+//!     partial: Vec<u8>,
+//! }
+//!
+//! impl StreamProtocol for Lines {
+//!     type Decoder = LineDecoder;
+//!
+//!     fn decoder(&self, _side: Side) -> LineDecoder {
+//!         LineDecoder::default()
+//!     }
+//!
+//!     fn encode(&self, message: &[u8], frame: &mut Frame) -> Result<(), SendError> {
+//!         if message.contains(&b'\n') {
+//!             return Err(SendError::new("a line cannot hold a newline"));
+//!         }
+//!         frame.set_trailer(b"\n");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! impl Decoder for LineDecoder {
+//!     fn decode(&mut self, mut input: &[u8], io: &mut Io<'_>) -> Result<(), ProtocolError> {
+//!         while let Some(end) = input.iter().position(|&b| b == b'\n') {
+//!             if self.partial.is_empty() {
+//!                 io.deliver(&input[..end]); // arrived whole: no copy
+//!             } else {
+//!                 self.partial.extend_from_slice(&input[..end]);
+//!                 io.deliver(&self.partial);
+//!                 self.partial.clear();
+//!             }
+//!             input = &input[end + 1..];
+//!         }
+//!         if self.partial.len() + input.len() > 4096 {
+//!             return Err(ProtocolError::new("line longer than 4096 bytes"));
+//!         }
+//!         self.partial.extend_from_slice(input);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let (handler, listener) = node::split::<()>();
+//! let lines: Transport = handler.network().mount(Lines).unwrap();
+//! let (_, addr) = handler.network().listen(lines, "127.0.0.1:0").unwrap();
+//! let (server, _) = handler.network().connect(lines, addr).unwrap();
+//! listener.for_each(move |event| match event {
+//!     NodeEvent::Network(NetEvent::Connected(_, true)) => {
+//!         handler.network().send(server, b"hello");
+//!     }
+//!     NodeEvent::Network(NetEvent::Message(_, line)) => {
+//!         assert_eq!(line, b"hello");
+//!         handler.stop();
+//!     }
+//!     _ => (),
+//! });
+//! ```
+
+// The browser's backend carries no mounted transport yet: the drivers' half goes unused there.
+#![cfg_attr(all(target_family = "wasm", target_os = "unknown"), allow(dead_code))]
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+pub use crate::core::transport::AdapterId;
+
+/// Which end of a connection a decoder serves.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Side {
+    /// This end called `connect`.
+    Client,
+    /// This end accepted the connection on a listener.
+    Server,
+}
+
+/// A framing protocol over a stream carrier (natively TCP): how a message goes on the wire, and
+/// a fresh [`Decoder`] for each connection.
+///
+/// One value serves every connection of the network it is mounted on, from any thread: `encode`
+/// runs on the thread that calls `send`.
+pub trait StreamProtocol: Send + Sync + 'static {
+    /// The receiving state of one connection. Only the network's event thread touches it.
+    type Decoder: Decoder;
+
+    /// A decoder for a connection that just opened.
+    fn decoder(&self, side: Side) -> Self::Decoder;
+
+    /// Frames one message: the bytes that go before it into [`Frame::set_header`], those after
+    /// it into [`Frame::set_trailer`] (both empty by default). The message itself follows the
+    /// header unchanged: the driver writes header, message and trailer with one vectored write,
+    /// without copying the message. An error refuses the message: `send` answers
+    /// `SendStatus::MaxPacketSizeExceeded` and nothing is written.
+    fn encode(&self, message: &[u8], frame: &mut Frame) -> Result<(), SendError>;
+}
+
+/// The receiving half of a [`StreamProtocol`] on one connection.
+pub trait Decoder: Send + 'static {
+    /// Takes the next bytes of the stream, as they arrived: any number, from one byte on.
+    /// Calls [`Io::deliver`] for each message they complete (the slice may borrow `input`, so
+    /// a message that arrived whole is not copied). An error ends the connection: its reason
+    /// is logged and the application gets `NetEvent::Disconnected`; nothing more is read.
+    fn decode(&mut self, input: &[u8], io: &mut Io<'_>) -> Result<(), ProtocolError>;
+}
+
+/// What a decoder can do with the connection it decodes for.
+pub struct Io<'a> {
+    sink: &'a mut dyn Sink,
+}
+
+/// The driver's side of an [`Io`].
+pub(crate) trait Sink {
+    /// Hands a message to the application (`NetEvent::Message`).
+    fn deliver(&mut self, message: &[u8]);
+    /// Whether the connection still delivers (the application may remove it from its callback).
+    fn is_open(&self) -> bool;
+}
+
+impl<'a> Io<'a> {
+    pub(crate) fn new(sink: &'a mut dyn Sink) -> Self {
+        Io { sink }
+    }
+
+    /// Hands one message to the application, as `NetEvent::Message` (at once: the callback
+    /// runs before `deliver` returns). Nothing happens once the application removed the
+    /// connection.
+    #[inline]
+    pub fn deliver(&mut self, message: &[u8]) {
+        self.sink.deliver(message)
+    }
+
+    /// Whether the connection is still open for the application. A decoder with a long input
+    /// may stop early once it is not.
+    pub fn is_open(&self) -> bool {
+        self.sink.is_open()
+    }
+}
+
+/// The bytes [`StreamProtocol::encode`] puts around one message: a header before it and a
+/// trailer after it, each at most [`Frame::MAX_HEADER`] / [`Frame::MAX_TRAILER`] bytes.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    header: [u8; Frame::MAX_HEADER],
+    header_len: u8,
+    trailer: [u8; Frame::MAX_TRAILER],
+    trailer_len: u8,
+}
+
+impl Default for Frame {
+    fn default() -> Self {
+        Frame::new()
+    }
+}
+
+impl Frame {
+    /// The longest header a frame can have.
+    pub const MAX_HEADER: usize = 32;
+    /// The longest trailer a frame can have.
+    pub const MAX_TRAILER: usize = 16;
+
+    /// A frame with no header and no trailer.
+    pub const fn new() -> Self {
+        Frame {
+            header: [0; Self::MAX_HEADER],
+            header_len: 0,
+            trailer: [0; Self::MAX_TRAILER],
+            trailer_len: 0,
+        }
+    }
+
+    /// Sets the bytes written before the message.
+    ///
+    /// # Panics
+    ///
+    /// If `header` is longer than [`Frame::MAX_HEADER`]: a bug of the protocol, never of the
+    /// peer's input.
+    #[inline]
+    pub fn set_header(&mut self, header: &[u8]) {
+        assert!(
+            header.len() <= Self::MAX_HEADER,
+            "a frame header holds at most {} bytes",
+            Self::MAX_HEADER
+        );
+        self.header[..header.len()].copy_from_slice(header);
+        self.header_len = header.len() as u8;
+    }
+
+    /// Appends one byte to the header, for headers built a byte at a time (a varint length).
+    ///
+    /// # Panics
+    ///
+    /// If the header already holds [`Frame::MAX_HEADER`] bytes.
+    #[inline]
+    pub fn push_header_byte(&mut self, byte: u8) {
+        let len = usize::from(self.header_len);
+        assert!(len < Self::MAX_HEADER, "a frame header holds at most {} bytes", Self::MAX_HEADER);
+        self.header[len] = byte;
+        self.header_len += 1;
+    }
+
+    /// Sets the bytes written after the message.
+    ///
+    /// # Panics
+    ///
+    /// If `trailer` is longer than [`Frame::MAX_TRAILER`].
+    #[inline]
+    pub fn set_trailer(&mut self, trailer: &[u8]) {
+        assert!(
+            trailer.len() <= Self::MAX_TRAILER,
+            "a frame trailer holds at most {} bytes",
+            Self::MAX_TRAILER
+        );
+        self.trailer[..trailer.len()].copy_from_slice(trailer);
+        self.trailer_len = trailer.len() as u8;
+    }
+
+    /// The header set so far.
+    pub fn header(&self) -> &[u8] {
+        &self.header[..usize::from(self.header_len)]
+    }
+
+    /// The trailer set so far.
+    pub fn trailer(&self) -> &[u8] {
+        &self.trailer[..usize::from(self.trailer_len)]
+    }
+}
+
+/// Why a decoder ends its connection: the reason logged with the disconnection.
+pub struct ProtocolError {
+    reason: Box<dyn Error + Send + Sync>,
+}
+
+impl ProtocolError {
+    /// An error with this reason: a message (`&str`, `String`) or any error.
+    pub fn new(reason: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        ProtocolError { reason: reason.into() }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.reason, f)
+    }
+}
+
+impl fmt::Debug for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ProtocolError").field(&self.reason).finish()
+    }
+}
+
+impl Error for ProtocolError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.reason)
+    }
+}
+
+/// Why [`StreamProtocol::encode`] refused a message (logged at debug level; `send` answers
+/// `SendStatus::MaxPacketSizeExceeded`).
+pub struct SendError {
+    reason: Box<dyn Error + Send + Sync>,
+}
+
+impl SendError {
+    /// A refusal with this reason.
+    pub fn new(reason: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        SendError { reason: reason.into() }
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.reason, f)
+    }
+}
+
+impl fmt::Debug for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SendError").field(&self.reason).finish()
+    }
+}
+
+impl Error for SendError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.reason)
+    }
+}
+
+/// A [`StreamProtocol`] with its decoder type erased, as the drivers hold it.
+pub(crate) trait ErasedStreamProtocol: Send + Sync + 'static {
+    fn decoder(&self, side: Side) -> Box<dyn Decoder>;
+    fn encode(&self, message: &[u8], frame: &mut Frame) -> Result<(), SendError>;
+}
+
+impl<P: StreamProtocol> ErasedStreamProtocol for P {
+    fn decoder(&self, side: Side) -> Box<dyn Decoder> {
+        Box::new(StreamProtocol::decoder(self, side))
+    }
+
+    #[inline]
+    fn encode(&self, message: &[u8], frame: &mut Frame) -> Result<(), SendError> {
+        StreamProtocol::encode(self, message, frame)
+    }
+}
+
+/// A stream protocol shared by a listener and every connection it accepts.
+pub(crate) type Protocol = Arc<dyn ErasedStreamProtocol>;

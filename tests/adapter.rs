@@ -1,0 +1,311 @@
+//! A transport of our own, natively: the line protocol of `examples/line-protocol` (written with
+//! the public adapter API only), mounted on real networks over loopback.
+
+#[path = "../examples/line-protocol/lines.rs"]
+mod lines;
+mod util;
+
+use lines::Lines;
+use portnet::adapters::tcp::{TcpConnectConfig, TcpListenConfig};
+use portnet::network::{
+    self, Endpoint, NetworkController, NetworkProcessor, SendStatus, StoredNetEvent, Transport,
+    TransportConnect, TransportListen,
+};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use util::ws::{capture_logs, logged};
+
+/// How long a test waits for what it expects before failing.
+const WATCHDOG: Duration = Duration::from_secs(20);
+
+/// A network driven by the test's own thread, with the line protocol mounted.
+struct Net {
+    controller: NetworkController,
+    processor: NetworkProcessor,
+    lines: Transport,
+    /// Events seen and not taken yet.
+    seen: Vec<StoredNetEvent>,
+}
+
+impl Net {
+    fn new(protocol: Lines) -> Self {
+        let (controller, processor) = network::split();
+        let lines = controller.mount(protocol).expect("mount");
+        Net { controller, processor, lines, seen: Vec::new() }
+    }
+
+    /// A listener on a free loopback port.
+    fn listen(&self) -> SocketAddr {
+        self.controller.listen(self.lines, "127.0.0.1:0").expect("listen").1
+    }
+
+    /// Processes events until one matches `want` (then takes it out), failing after
+    /// [`WATCHDOG`]. Earlier events stay in `seen`.
+    fn wait(
+        &mut self,
+        what: &str,
+        mut want: impl FnMut(&StoredNetEvent) -> bool,
+    ) -> StoredNetEvent {
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            if let Some(at) = self.seen.iter().position(&mut want) {
+                return self.seen.remove(at);
+            }
+            let now = Instant::now();
+            assert!(now < deadline, "watchdog: no {what} after {WATCHDOG:?}; saw {:?}", self.seen);
+            let seen = &mut self.seen;
+            self.processor.process_poll_event(Some(deadline - now), |e| seen.push(e.into()));
+        }
+    }
+
+    /// Processes whatever comes within `quiet` (for checking that nothing more arrives).
+    fn settle(&mut self, quiet: Duration) {
+        let seen = &mut self.seen;
+        self.processor.process_poll_events_until_timeout(quiet, |e| seen.push(e.into()));
+    }
+
+    fn accepted(&mut self) -> Endpoint {
+        match self.wait("Accepted", |e| matches!(e, StoredNetEvent::Accepted(..))) {
+            StoredNetEvent::Accepted(endpoint, _) => endpoint,
+            _ => unreachable!(),
+        }
+    }
+
+    fn connected(&mut self, endpoint: Endpoint) {
+        let event = self.wait(
+            "Connected",
+            |e| matches!(e, StoredNetEvent::Connected(ep, _) if *ep == endpoint),
+        );
+        assert!(matches!(event, StoredNetEvent::Connected(_, true)), "{event:?}");
+    }
+
+    fn message(&mut self, from: Endpoint) -> Vec<u8> {
+        match self.wait("Message", |e| matches!(e, StoredNetEvent::Message(ep, _) if *ep == from)) {
+            StoredNetEvent::Message(_, data) => data,
+            _ => unreachable!(),
+        }
+    }
+
+    fn disconnected(&mut self, endpoint: Endpoint) {
+        self.wait(
+            "Disconnected",
+            |e| matches!(e, StoredNetEvent::Disconnected(ep) if *ep == endpoint),
+        );
+    }
+
+    fn messages_of(&self, from: Endpoint) -> Vec<Vec<u8>> {
+        self.seen
+            .iter()
+            .filter_map(|e| match e {
+                StoredNetEvent::Message(ep, data) if *ep == from => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A raw TCP client, reading with a timeout so a missing answer fails the test.
+fn raw_client(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("raw connect");
+    stream.set_nodelay(true).unwrap();
+    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
+    stream
+}
+
+/// Reads from a raw client until `expected` bytes came (or fails).
+fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut got = vec![0; len];
+    stream.read_exact(&mut got).expect("the echo");
+    got
+}
+
+#[test]
+fn echo_between_two_portnet_networks() {
+    let mut server = Net::new(Lines::default());
+    let addr = server.listen();
+    let mut client = Net::new(Lines::default());
+    assert_eq!(client.lines, server.lines, "the first mount of each network gets the same id");
+    let (to_server, _) = client.controller.connect(client.lines, addr).expect("connect");
+    assert_eq!(to_server.transport(), client.lines);
+    client.connected(to_server);
+    let at_server = server.accepted();
+    assert_eq!(at_server.transport(), server.lines);
+
+    assert_eq!(client.controller.send(to_server, "héllo".as_bytes()), SendStatus::Sent);
+    assert_eq!(server.message(at_server), "héllo".as_bytes());
+    assert_eq!(server.controller.send(at_server, b""), SendStatus::Sent, "an empty line");
+    assert_eq!(server.controller.send(at_server, b"back"), SendStatus::Sent);
+    assert_eq!(client.message(to_server), b"");
+    assert_eq!(client.message(to_server), b"back");
+
+    // remove ends the connection for the peer, as with a built-in.
+    assert!(client.controller.remove(to_server.resource_id()));
+    // The client's event thread (this one) carries out the close: its first turn sends the end.
+    client.settle(Duration::from_millis(50));
+    server.disconnected(at_server);
+}
+
+#[test]
+fn connect_sync_and_options_work_as_for_a_builtin() {
+    let mut server = Net::new(Lines::default());
+    let config = TcpListenConfig::default().with_reuse_address();
+    let (_, addr) = server
+        .controller
+        .listen_with(TransportListen::Custom(server.lines, config), "127.0.0.1:0")
+        .expect("listen_with");
+    let mut client = Net::new(Lines::default());
+    let config = TcpConnectConfig::default().with_connect_timeout(Duration::from_secs(5));
+    let (to_server, _) = client
+        .controller
+        .connect_sync_with(TransportConnect::Custom(client.lines, config), addr)
+        .expect("connect_sync_with");
+    assert_eq!(client.controller.is_ready(to_server.resource_id()), Some(true));
+    assert_eq!(client.controller.send(to_server, b"sync"), SendStatus::Sent);
+    client.connected(to_server);
+    let at_server = server.accepted();
+    assert_eq!(server.message(at_server), b"sync");
+}
+
+#[test]
+fn many_messages_arrive_whole_and_in_order() {
+    const COUNT: usize = 20_000;
+    let mut server = Net::new(Lines::default());
+    let addr = server.listen();
+    let mut client = Net::new(Lines::default());
+    let (to_server, _) = client.controller.connect(client.lines, addr).unwrap();
+    client.connected(to_server);
+    let at_server = server.accepted();
+    // Lines of varying length, so reads split them at every kind of place.
+    let line = |i: usize| format!("{i}:{}", "x".repeat(i % 300));
+    for i in 0..COUNT {
+        assert_eq!(client.controller.send(to_server, line(i).as_bytes()), SendStatus::Sent, "{i}");
+    }
+    for i in 0..COUNT {
+        let got = server.message(at_server);
+        assert_eq!(got, line(i).as_bytes(), "message {i}");
+    }
+}
+
+#[test]
+fn a_line_sent_byte_by_byte_arrives_once_whole() {
+    let mut server = Net::new(Lines::default());
+    let addr = server.listen();
+    let mut raw = raw_client(addr);
+    let at_server = server.accepted();
+    for &byte in b"split in pieces" {
+        raw.write_all(&[byte]).unwrap();
+        // Let the server read each byte on its own (no event comes of it: no line yet).
+        server.settle(Duration::from_millis(2));
+    }
+    assert!(server.messages_of(at_server).is_empty(), "no line before its newline");
+    raw.write_all(b"\nand two\nmore lines\npart").unwrap();
+    assert_eq!(server.message(at_server), b"split in pieces");
+    assert_eq!(server.message(at_server), b"and two");
+    assert_eq!(server.message(at_server), b"more lines");
+    server.settle(Duration::from_millis(20));
+    assert!(server.messages_of(at_server).is_empty(), "'part' has no newline yet");
+    raw.write_all(b"ial\n").unwrap();
+    assert_eq!(server.message(at_server), b"partial");
+
+    // The encoder's trailer goes out after the message.
+    assert_eq!(server.controller.send(at_server, b"echo"), SendStatus::Sent);
+    assert_eq!(read_exactly(&mut raw, 5), b"echo\n");
+}
+
+#[test]
+fn a_bad_line_ends_only_its_connection_with_a_reason() {
+    capture_logs();
+    let mut server = Net::new(Lines::default().with_max_line(100));
+    let addr = server.listen();
+    let mut good = raw_client(addr);
+    let at_good = server.accepted();
+    let mut bad = raw_client(addr);
+    let at_bad = server.accepted();
+    let mut long = raw_client(addr);
+    let at_long = server.accepted();
+
+    bad.write_all(b"fine\n\xff\xfe not text\nnever read\n").unwrap();
+    assert_eq!(server.message(at_bad), b"fine");
+    server.disconnected(at_bad);
+    assert!(server.messages_of(at_bad).is_empty(), "nothing after the bad line: {:?}", server.seen);
+    let reason = logged(&[&at_bad.addr().to_string(), "disconnected", "line 2 is not UTF-8"]);
+    assert_eq!(reason.len(), 1, "the reason is logged once with the endpoint");
+    // The server closed that socket: the raw peer reads its end.
+    let mut rest = Vec::new();
+    match bad.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty()),
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+    }
+
+    // Over the maximum without a newline: refused before it is buffered whole.
+    long.write_all(&[b'a'; 101]).unwrap();
+    server.disconnected(at_long);
+    assert_eq!(logged(&[&at_long.addr().to_string(), "longer than the maximum of 100"]).len(), 1);
+
+    // The other connection goes on.
+    good.write_all(b"still here\n").unwrap();
+    assert_eq!(server.message(at_good), b"still here");
+    assert_eq!(server.controller.send(at_good, b"yes"), SendStatus::Sent);
+    assert_eq!(read_exactly(&mut good, 4), b"yes\n");
+    // The send side refuses what the protocol cannot frame.
+    assert_eq!(server.controller.send(at_good, b"two\nlines"), SendStatus::MaxPacketSizeExceeded);
+    assert_eq!(server.controller.send(at_good, &[b'a'; 101]), SendStatus::MaxPacketSizeExceeded);
+    assert_eq!(server.controller.send(at_good, b"\xff"), SendStatus::MaxPacketSizeExceeded);
+    assert_eq!(server.controller.send(at_good, b"ok"), SendStatus::Sent);
+    assert_eq!(read_exactly(&mut good, 3), b"ok\n", "nothing of the refused messages went out");
+}
+
+#[test]
+fn mount_errors_say_what_is_wrong() {
+    let (controller, _processor) = network::split();
+    // A built-in inside `Custom`.
+    let err = controller
+        .connect_with(
+            TransportConnect::Custom(Transport::FramedTcp, Default::default()),
+            "127.0.0.1:1",
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    // A transport another network mounted.
+    let other = Net::new(Lines::default());
+    let err = controller.connect(other.lines, "127.0.0.1:1").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains("not mounted"), "{err}");
+    let err = controller.listen(other.lines, "127.0.0.1:0").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    // Every id a resource id can carry, then no more.
+    let mut mounted = Vec::new();
+    for _ in 0..124 {
+        mounted.push(controller.mount(Lines::default()).expect("a mount within the ids"));
+    }
+    let ids: Vec<u8> = mounted.iter().map(|t| t.id()).collect();
+    assert_eq!(ids, (4..=127).collect::<Vec<u8>>());
+    let err = controller.mount(Lines::default()).unwrap_err();
+    assert!(err.to_string().contains("124 mounted"), "{err}");
+    // The last one works.
+    let (_, addr) = controller.listen(mounted[123], "127.0.0.1:0").expect("the 124th listens");
+    let (endpoint, _) = controller.connect(mounted[123], addr).expect("the 124th connects");
+    assert_eq!(endpoint.resource_id().adapter_id(), 127);
+    assert_eq!(endpoint.transport(), mounted[123]);
+}
+
+#[test]
+fn a_simulated_world_refuses_to_mount_for_now() {
+    use portnet::node::{NodeHandler, NodeListener};
+    use std::sync::{Arc, Mutex};
+    let result = Arc::new(Mutex::new(None));
+    let mut world = portnet::sim::World::with_seed(1);
+    let seen = result.clone();
+    world.node("node", move |handler: NodeHandler<()>, _listener: NodeListener<()>| {
+        let mount = handler.network().mount(Lines::default()).map_err(|e| e.kind());
+        // A transport mounted elsewhere is refused as clearly.
+        let native = Net::new(Lines::default());
+        let connect =
+            handler.network().connect(native.lines, "node:1").map(|_| ()).map_err(|e| e.kind());
+        *seen.lock().unwrap() = Some((mount.map(|_| ()), connect));
+    });
+    world.run_until_idle();
+    let result = result.lock().unwrap().take().expect("the node ran");
+    assert_eq!(result, (Err(io::ErrorKind::Unsupported), Err(io::ErrorKind::Unsupported)));
+}
