@@ -37,7 +37,11 @@
 // unreachable, and so are the values it would use.
 #![cfg_attr(not(any(feature = "tcp", feature = "udp")), allow(unused, unreachable_code))]
 
+// Public with the `adapter` feature; built-in transports are written on it whatever the features.
+#[cfg(feature = "adapter")]
 pub mod adapter;
+#[cfg(not(feature = "adapter"))]
+mod adapter;
 pub mod adapters;
 mod backend;
 mod core;

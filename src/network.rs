@@ -186,6 +186,7 @@ impl NetworkController {
         result
     }
 
+    #[cfg(feature = "adapter")]
     /// Mounts a transport of your own on this network (see [`crate::adapter`]): the
     /// [`Transport`] returned (a `Transport::Custom`) connects, listens and sends like a
     /// built-in one, on this network. Each mount gets a new id, from

@@ -17,13 +17,16 @@ step "format"
 cargo fmt --check
 
 step "clippy, native (the whole workspace, all targets: the sim runner, the perf report, ...)"
+# Default features: what a renamed message-io project builds against (tests/transport.rs holds
+# an exhaustive match on Transport that must compile there); then with transports of one's own.
 cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets --features portnet/adapter -- -D warnings
 
 step "clippy, browser build (wasm32-unknown-unknown)"
 cargo clippy --locked --lib --target wasm32-unknown-unknown -- -D warnings
 
 step "clippy, each feature alone and none (message-io's features), native and browser"
-for features in tcp udp websocket tls serde strum ""; do
+for features in tcp udp websocket tls serde strum adapter ""; do
     for target in "" wasm32-unknown-unknown; do
         echo "-- features: '${features}'${target:+, $target}"
         cargo clippy --locked --lib --no-default-features ${features:+--features "$features"} \
@@ -39,12 +42,12 @@ for features in tcp udp; do
 done
 
 step "docs"
-RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps
+RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps --features adapter
 
 step "tests (the whole workspace)"
 # --show-output prints what passing tests wrote, so that their SKIPPED lines are counted below.
 mkdir -p target
-cargo test --locked --workspace --no-fail-fast -- --show-output 2>&1 | tee target/test-output.log
+cargo test --locked --workspace --no-fail-fast --features portnet/adapter -- --show-output 2>&1 | tee target/test-output.log
 
 step "message-io conformance: its own tests, benches and examples on portnet, and a control run"
 bash tests/conformance/run.sh 2>&1 | tee target/conformance-output.log

@@ -48,6 +48,7 @@ fn listen_config(transport: Transport) -> TransportListen {
             TransportListen::WsWith(WsListenConfig::default().with_send_queue_limit(QUEUE_LIMIT))
         }
         Transport::Udp => TransportListen::Udp(Default::default()),
+        #[cfg(feature = "adapter")]
         custom @ Transport::Custom(_) => TransportListen::Custom(
             custom,
             TcpListenConfig::default().with_send_queue_limit(QUEUE_LIMIT),

@@ -2,9 +2,9 @@
 //! node's network and used exactly like a built-in transport.
 //!
 //! ```sh
-//! cargo run --example line-protocol server 127.0.0.1:3042
+//! cargo run --features adapter --example line-protocol server 127.0.0.1:3042
 //! printf 'hello\nworld\n' | nc 127.0.0.1 3042        # any line tool talks to it
-//! cargo run --example line-protocol client 127.0.0.1:3042 "hello there"
+//! cargo run --features adapter --example line-protocol client 127.0.0.1:3042 "hello there"
 //! ```
 //!
 //! Without arguments it runs both ends in one process and exits.

@@ -86,13 +86,18 @@
 //! });
 //! ```
 
-// The browser's backend carries no mounted transport yet: the drivers' half goes unused there.
-#![cfg_attr(all(target_family = "wasm", target_os = "unknown"), allow(dead_code))]
+// Without the `adapter` feature only the built-in transports use this module, and the browser's
+// backend carries no mounted transport yet: there, the parts they do not need go unused.
+#![cfg_attr(
+    any(not(feature = "adapter"), all(target_family = "wasm", target_os = "unknown")),
+    allow(dead_code)
+)]
 
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
+#[cfg(feature = "adapter")]
 pub use crate::core::transport::AdapterId;
 
 /// Which end of a connection a decoder serves.

@@ -9,9 +9,10 @@ pub(crate) mod native;
 pub(crate) mod sim;
 
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
+#[cfg(feature = "adapter")]
+use crate::core::Transport;
 use crate::core::{
-    Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, Transport, TransportConnect,
-    TransportListen,
+    Endpoint, NetEvent, RemoteAddr, ResourceId, SendStatus, TransportConnect, TransportListen,
 };
 use std::io;
 use std::net::SocketAddr;
@@ -84,6 +85,7 @@ impl Controller {
         dispatch!(self, d => d.listen_with(config, addr))
     }
 
+    #[cfg(feature = "adapter")]
     /// Mounts a stream protocol: natively only, so far.
     #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), allow(unused_variables))]
     pub fn mount(&self, protocol: crate::adapter::Protocol) -> io::Result<Transport> {

@@ -7,7 +7,7 @@ use crate::adapters::udp::{self, UdpConnectConfig, UdpListenConfig};
 #[cfg(feature = "websocket")]
 use crate::adapters::ws::{self, WsConnectConfig, WsListenConfig};
 // A mounted transport takes the stream options of `Tcp` (its carrier natively).
-#[cfg(not(feature = "tcp"))]
+#[cfg(all(feature = "adapter", not(feature = "tcp")))]
 use crate::adapters::tcp::{TcpConnectConfig, TcpListenConfig};
 
 /// The id of a transport mounted on a network at run time ([`Transport::Custom`]).
@@ -17,11 +17,13 @@ use crate::adapters::tcp::{TcpConnectConfig, TcpListenConfig};
 /// that the resource ids of its connections carry it as they carry a built-in's. It names a
 /// transport of the network that mounted it, in the order things were mounted there: another
 /// network may give the same id to another protocol.
+#[cfg(feature = "adapter")]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(try_from = "u8", into = "u8"))]
 pub struct AdapterId(u8);
 
+#[cfg(feature = "adapter")]
 impl AdapterId {
     /// The first id a mount gets: the built-ins have 0 to 3, whichever features are on.
     pub const FIRST: u8 = 4;
@@ -40,6 +42,7 @@ impl AdapterId {
     }
 }
 
+#[cfg(feature = "adapter")]
 impl TryFrom<u8> for AdapterId {
     type Error = String;
 
@@ -54,6 +57,7 @@ impl TryFrom<u8> for AdapterId {
     }
 }
 
+#[cfg(feature = "adapter")]
 impl From<AdapterId> for u8 {
     fn from(id: AdapterId) -> u8 {
         id.0
@@ -87,6 +91,7 @@ pub enum Transport {
     /// A transport of your own, mounted on a network with `NetworkController::mount` (see
     /// [`crate::adapter`]). Not in [`Transport::ALL`] nor in strum's `Transport::iter()`, which
     /// list the built-ins; serialised as `{"Custom":4}`.
+    #[cfg(feature = "adapter")]
     #[cfg_attr(feature = "strum", strum(disabled))]
     Custom(AdapterId),
 }
@@ -121,6 +126,7 @@ impl Transport {
             #[cfg(feature = "websocket")]
             Transport::Ws => ws::MAX_PAYLOAD_LEN,
             // Its encoder decides (a refusal is `SendStatus::MaxPacketSizeExceeded`).
+            #[cfg(feature = "adapter")]
             Transport::Custom(_) => usize::MAX,
         }
     }
@@ -148,6 +154,7 @@ impl Transport {
             Transport::Udp => 2,
             #[cfg(feature = "websocket")]
             Transport::Ws => 3,
+            #[cfg(feature = "adapter")]
             Transport::Custom(id) => id.get(),
         }
     }
@@ -157,16 +164,21 @@ impl Transport {
     pub(crate) const fn from_adapter_id(id: u8) -> Option<Self> {
         match Self::try_from_id(id) {
             Some(transport) => Some(transport),
+            #[cfg(feature = "adapter")]
             None => match AdapterId::new(id) {
                 Some(id) => Some(Transport::Custom(id)),
                 None => None,
             },
+            #[cfg(not(feature = "adapter"))]
+            None => None,
         }
     }
 
     /// The mounted transport's id, if this is one.
+    #[cfg(feature = "adapter")]
     pub const fn adapter_id(self) -> Option<AdapterId> {
         match self {
+            #[cfg(feature = "adapter")]
             Transport::Custom(id) => Some(id),
             #[allow(unreachable_patterns)]
             _ => None,
@@ -214,7 +226,7 @@ impl From<u8> for Transport {
 
 impl Transport {
     /// The built-in transport with this id, if there is one. A mounted transport's id names it
-    /// only on its own network, so no number alone gives a [`Transport::Custom`].
+    /// only on its own network, so no number alone gives a `Transport::Custom`.
     pub const fn try_from_id(id: u8) -> Option<Self> {
         match id {
             #[cfg(feature = "tcp")]
@@ -241,6 +253,7 @@ impl std::fmt::Display for Transport {
             Transport::Udp => "Udp",
             #[cfg(feature = "websocket")]
             Transport::Ws => "Ws",
+            #[cfg(feature = "adapter")]
             Transport::Custom(id) => return write!(f, "Custom({})", id.get()),
         })
     }
@@ -267,6 +280,7 @@ pub enum TransportConnect {
     /// A mounted transport ([`Transport::Custom`]) with the stream options it shares with
     /// `Tcp` (its carrier natively): timeouts, send queue limit, keepalive, source address.
     /// A built-in transport here makes the connect fail with `InvalidInput`.
+    #[cfg(feature = "adapter")]
     Custom(Transport, TcpConnectConfig),
 }
 
@@ -282,6 +296,7 @@ impl TransportConnect {
             Self::Udp(_) => Transport::Udp,
             #[cfg(feature = "websocket")]
             Self::Ws | Self::WsWith(_) => Transport::Ws,
+            #[cfg(feature = "adapter")]
             Self::Custom(transport, _) => transport,
         }
     }
@@ -303,6 +318,7 @@ impl From<Transport> for TransportConnect {
             Transport::Udp => Self::Udp(UdpConnectConfig::default()),
             #[cfg(feature = "websocket")]
             Transport::Ws => Self::Ws,
+            #[cfg(feature = "adapter")]
             Transport::Custom(_) => Self::Custom(transport, Default::default()),
         }
     }
@@ -328,6 +344,7 @@ pub enum TransportListen {
     WsWith(WsListenConfig),
     /// A mounted transport ([`Transport::Custom`]) with the stream options it shares with
     /// `Tcp`. A built-in transport here makes the listen fail with `InvalidInput`.
+    #[cfg(feature = "adapter")]
     Custom(Transport, TcpListenConfig),
 }
 
@@ -343,6 +360,7 @@ impl TransportListen {
             Self::Udp(_) => Transport::Udp,
             #[cfg(feature = "websocket")]
             Self::Ws | Self::WsWith(_) => Transport::Ws,
+            #[cfg(feature = "adapter")]
             Self::Custom(transport, _) => transport,
         }
     }
@@ -378,6 +396,7 @@ impl From<Transport> for TransportListen {
             Transport::Udp => Self::Udp(UdpListenConfig::default()),
             #[cfg(feature = "websocket")]
             Transport::Ws => Self::Ws,
+            #[cfg(feature = "adapter")]
             Transport::Custom(_) => Self::Custom(transport, Default::default()),
         }
     }

@@ -7,7 +7,9 @@ use super::udp;
 use super::{AcceptConfig, Deadline, Resource, Shared, State, resolve};
 #[cfg(feature = "websocket")]
 use super::{ws, ws_accept};
-use crate::adapter::{AdapterId, Protocol, Side};
+#[cfg(feature = "adapter")]
+use crate::adapter::AdapterId;
+use crate::adapter::{Protocol, Side};
 use crate::adapters::StreamOptions;
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 use crate::core::{
@@ -76,6 +78,7 @@ impl Controller {
                 let protocol = Arc::new(FramedTcp { max_frame_size: config.max_frame_size });
                 self.connect_stream(id, transport, addr, config.options, protocol, sync)
             }
+            #[cfg(feature = "adapter")]
             TransportConnect::Custom(transport, config) => {
                 let protocol = self.mounted(transport)?;
                 self.connect_stream(id, transport, addr, config.options, protocol, sync)
@@ -83,6 +86,7 @@ impl Controller {
         }
     }
 
+    #[cfg(feature = "adapter")]
     /// Mounts a transport of the application's: the next free id names it.
     pub fn mount(&self, protocol: Protocol) -> io::Result<Transport> {
         let mut mounted = self.shared.mounted.write().unwrap_or_else(|e| e.into_inner());
@@ -97,6 +101,7 @@ impl Controller {
         Ok(Transport::Custom(id))
     }
 
+    #[cfg(feature = "adapter")]
     /// The protocol of a mounted transport.
     fn mounted(&self, transport: Transport) -> io::Result<Protocol> {
         let Some(id) = transport.adapter_id() else {
@@ -187,6 +192,7 @@ impl Controller {
                 let protocol = Arc::new(FramedTcp { max_frame_size: c.max_frame_size });
                 self.listen_stream(id, addr, stream_accept(transport, c.options, protocol))
             }
+            #[cfg(feature = "adapter")]
             TransportListen::Custom(transport, c) => {
                 let protocol = self.mounted(transport).map_err(|e| {
                     io::Error::new(e.kind(), format!("{transport} listen on {addr}: {e}"))

@@ -67,6 +67,7 @@ pub(crate) fn split() -> io::Result<(Controller, Processor)> {
         peer_close: Mutex::new(None),
         clock: Clock::system(),
         linger: LingerSetting::default(),
+        #[cfg(feature = "adapter")]
         mounted: RwLock::default(),
     });
     let processor = Processor::new(poll, shared.clone());
@@ -421,6 +422,7 @@ pub(crate) struct Shared {
     /// How long closing connections may take to flush (`NetworkController::set_linger`).
     linger: LingerSetting,
     /// The transports mounted on this network, by id from `AdapterId::FIRST` on.
+    #[cfg(feature = "adapter")]
     mounted: RwLock<Vec<Protocol>>,
 }
 

@@ -107,6 +107,7 @@ pub(crate) fn split(shared: Arc<Shared>, node: NodeId) -> (Controller, Processor
 }
 
 /// A simulated world does not carry mounted transports yet (issue 16, `docs/adapters.md`).
+#[cfg(feature = "adapter")]
 fn custom_unsupported(transport: crate::core::Transport) -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
@@ -160,6 +161,7 @@ impl Controller {
             TransportConnect::WsWith(ref c) => {
                 (c.options.connect_timeout, c.ws.max_message_size, c.options.send_queue_limit)
             }
+            #[cfg(feature = "adapter")]
             TransportConnect::Custom(..) => return Err(custom_unsupported(transport)),
         };
         if sync && CURRENT.get().is_none() {
@@ -213,6 +215,7 @@ impl Controller {
             TransportListen::Udp(_) => crate::adapters::DEFAULT_SEND_QUEUE_LIMIT,
             #[cfg(feature = "websocket")]
             TransportListen::Ws => crate::adapters::DEFAULT_SEND_QUEUE_LIMIT,
+            #[cfg(feature = "adapter")]
             TransportListen::Custom(transport, _) => return Err(custom_unsupported(transport)),
         };
         let subprotocols = match &config {
