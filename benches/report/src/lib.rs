@@ -8,9 +8,13 @@
 //! - [`fan_in`]: many raw std clients, each sending a burst to one server (a portnet or
 //!   message-io node, or a raw thread per connection). Criterion group `fanin/<transport>`.
 //! - [`scale_server`] / [`scale_client`]: the two processes of the connection-scale case.
+//! - [`round_trip::round_trip`]: one message to an echo server and back at a time, raw or
+//!   portnet: the subject of the per-function instruction breakdown (`rtt`).
 //!
 //! The raw and library versions share the flow control ([`Counter`], [`Flow`]), so every
 //! member of a comparison does the same work around the code under test.
+
+pub mod round_trip;
 
 use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -527,7 +531,8 @@ mod raw {
     const CONNECTION_STACK: usize = 128 * 1024;
 
     /// tungstenite's read buffer for the raw `Ws` ends here: its default (128 KiB) is zeroed
-    /// before reads, so 10 000 connections would touch 1.25 GiB. portnet uses 16 KiB.
+    /// before reads, so 10 000 connections would touch 1.25 GiB. portnet uses 4 KiB, with its
+    /// own read-ahead for large reads (`src/backend/native/read_ahead.rs`).
     fn ws_config() -> WebSocketConfig {
         WebSocketConfig::default().read_buffer_size(16 * 1024)
     }
@@ -676,7 +681,7 @@ mod raw {
             }
         }
 
-        fn close(&mut self) {
+        pub fn close(&mut self) {
             match self {
                 Client::Tcp(stream) => {
                     let _ = stream.shutdown(Shutdown::Both);

@@ -13,6 +13,8 @@
 mod controller;
 mod linger;
 mod processor;
+#[cfg(feature = "websocket")]
+mod read_ahead;
 mod socket;
 mod stream;
 #[cfg(feature = "tls")]

@@ -10,6 +10,7 @@ use handshake::client_handshake;
 pub(crate) use handshake::{Accept, ClientStart, Negotiate, PendingHandshake};
 pub(crate) use stream::WsStream;
 
+use super::read_ahead::WS_READ_BUFFER;
 use super::stream::{Waiters, lock};
 use super::{Cx, READ_BUDGET, Shared, State, connect_result, socket};
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake, WsOptions};
@@ -29,11 +30,13 @@ use tungstenite::{
     Bytes, ClientHandshake, Error as WsError, HandshakeError, Message, ServerHandshake, WebSocket,
 };
 
-fn ws_config(options: &WsOptions, send_queue_limit: usize) -> WebSocketConfig {
+/// `plain`: not TLS. tungstenite zero-fills its read buffer before each read and keeps it for
+/// good: 128 KiB by default made that most of the cost of a small message, and 16 KiB most of
+/// an idle connection's memory. Plain connections read large through `ReadAhead` instead; TLS
+/// ones read from rustls' buffer (no system call to save) and keep 16 KiB slices.
+fn ws_config(options: &WsOptions, send_queue_limit: usize, plain: bool) -> WebSocketConfig {
     WebSocketConfig::default()
-        // tungstenite zero-fills its whole read buffer before each read: 128 KiB by default
-        // made that most of the cost of a small message.
-        .read_buffer_size(16 * 1024)
+        .read_buffer_size(if plain { WS_READ_BUFFER } else { 16 * 1024 })
         .max_message_size(Some(options.max_message_size))
         .max_frame_size(Some(options.max_frame_size))
         // Refuse a message once the queue holds the limit, as the other transports do.
@@ -281,7 +284,8 @@ impl Connection {
                     supported: accept.options.subprotocols.clone(),
                     seen: self.handshake.clone(),
                 };
-                let config = ws_config(&accept.options, accept.send_queue_limit);
+                let plain = matches!(stream, WsStream::Plain(..));
+                let config = ws_config(&accept.options, accept.send_queue_limit, plain);
                 let result = tungstenite::accept_hdr_with_config(stream, negotiate, Some(config));
                 self.server_progress(result, phase, cx);
             }

@@ -164,7 +164,7 @@ pub(crate) fn connect(
             .map(|host| super::super::tls::client(&config.tls, host))
             .transpose()
             .map_err(context)?,
-        config: ws_config(&config.ws, options.send_queue_limit),
+        config: ws_config(&config.ws, options.send_queue_limit, target.tls_host.is_none()),
     };
     let endpoint = Endpoint::new(id, target.peer.endpoint_addr());
     let new = |state, phase| {

@@ -1,6 +1,7 @@
 //! What the handshakes need besides tungstenite: a listener's admission and TLS, the server's
 //! subprotocol choice, the client's request waiting for its TCP connection.
 
+use super::super::read_ahead::ReadAhead;
 use super::super::stream::lock;
 use super::WsStream;
 use crate::adapters::StreamOptions;
@@ -51,7 +52,7 @@ impl Accept {
             let connection = super::super::tls::server(config)?;
             return Ok(WsStream::TlsServer(Box::new(rustls::StreamOwned::new(connection, stream))));
         }
-        Ok(WsStream::Plain(stream))
+        Ok(WsStream::Plain(stream, ReadAhead::default()))
     }
 }
 
@@ -116,7 +117,7 @@ impl ClientStart {
         if let Some(connection) = self.tls.take() {
             return WsStream::TlsClient(Box::new(rustls::StreamOwned::new(connection, stream)));
         }
-        WsStream::Plain(stream)
+        WsStream::Plain(stream, ReadAhead::default())
     }
 
     /// Starts the handshake on a connected socket.

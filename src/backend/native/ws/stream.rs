@@ -1,11 +1,13 @@
 //! The bytes under a WebSocket: plain TCP, or TLS (rustls) over it.
 
+use super::super::read_ahead::ReadAhead;
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 
 /// The bytes under a WebSocket: plain TCP, or TLS over it.
 pub(crate) enum WsStream {
-    Plain(TcpStream),
+    /// With its read-ahead (`read_ahead`): tungstenite reads in small slices.
+    Plain(TcpStream, ReadAhead),
     #[cfg(feature = "tls")]
     TlsClient(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
     #[cfg(feature = "tls")]
@@ -15,7 +17,7 @@ pub(crate) enum WsStream {
 impl WsStream {
     pub(super) fn tcp(&self) -> &TcpStream {
         match self {
-            Self::Plain(s) => s,
+            Self::Plain(s, _) => s,
             #[cfg(feature = "tls")]
             Self::TlsClient(s) => s.get_ref(),
             #[cfg(feature = "tls")]
@@ -26,7 +28,7 @@ impl WsStream {
     /// Ends a TLS session with close_notify (best effort: the socket is closed next).
     pub(super) fn close_notify(&mut self) {
         match self {
-            Self::Plain(_) => (),
+            Self::Plain(..) => (),
             #[cfg(feature = "tls")]
             Self::TlsClient(s) => {
                 s.conn.send_close_notify();
@@ -42,7 +44,7 @@ impl WsStream {
 
     pub(super) fn tcp_mut(&mut self) -> &mut TcpStream {
         match self {
-            Self::Plain(s) => s,
+            Self::Plain(s, _) => s,
             #[cfg(feature = "tls")]
             Self::TlsClient(s) => s.get_mut(),
             #[cfg(feature = "tls")]
@@ -54,7 +56,7 @@ impl WsStream {
 impl Read for WsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Self::Plain(s) => s.read(buf),
+            Self::Plain(s, ahead) => ahead.read(s, buf),
             #[cfg(feature = "tls")]
             Self::TlsClient(s) => s.read(buf),
             #[cfg(feature = "tls")]
@@ -66,7 +68,7 @@ impl Read for WsStream {
 impl Write for WsStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Self::Plain(s) => s.write(buf),
+            Self::Plain(s, _) => s.write(buf),
             #[cfg(feature = "tls")]
             Self::TlsClient(s) => tls_write(s.write(buf), buf),
             #[cfg(feature = "tls")]
@@ -76,7 +78,7 @@ impl Write for WsStream {
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Self::Plain(s) => s.flush(),
+            Self::Plain(s, _) => s.flush(),
             #[cfg(feature = "tls")]
             Self::TlsClient(s) => s.flush(),
             #[cfg(feature = "tls")]
