@@ -13,6 +13,8 @@
 pub use crate::network::StoredNetEvent;
 pub use rng::NodeRng;
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub(crate) use rng::time_entropy;
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub(crate) use stream::sim::run as run_simulated_async;
 pub use stream::{Connecting, Delay, NodeStream, Writable};
 

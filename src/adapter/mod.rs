@@ -260,66 +260,53 @@ impl Frame {
     }
 }
 
-/// Why a decoder ends its connection: the reason logged with the disconnection.
-pub struct ProtocolError {
-    reason: Box<dyn Error + Send + Sync>,
+/// Defines an error type that carries a reason (a message or any error), shown as the reason.
+macro_rules! reason_error {
+    ($(#[$doc:meta])* $name:ident, $new_doc:literal) => {
+        $(#[$doc])*
+        pub struct $name {
+            reason: Box<dyn Error + Send + Sync>,
+        }
+
+        impl $name {
+            #[doc = $new_doc]
+            pub fn new(reason: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+                $name { reason: reason.into() }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.reason, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.reason).finish()
+            }
+        }
+
+        impl Error for $name {
+            fn source(&self) -> Option<&(dyn Error + 'static)> {
+                Some(&*self.reason)
+            }
+        }
+    };
 }
 
-impl ProtocolError {
-    /// An error with this reason: a message (`&str`, `String`) or any error.
-    pub fn new(reason: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
-        ProtocolError { reason: reason.into() }
-    }
-}
+reason_error!(
+    /// Why a decoder ends its connection: the reason logged with the disconnection.
+    ProtocolError,
+    "An error with this reason: a message (`&str`, `String`) or any error."
+);
 
-impl fmt::Display for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.reason, f)
-    }
-}
-
-impl fmt::Debug for ProtocolError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ProtocolError").field(&self.reason).finish()
-    }
-}
-
-impl Error for ProtocolError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&*self.reason)
-    }
-}
-
-/// Why [`StreamProtocol::encode`] refused a message (logged at debug level; `send` answers
-/// `SendStatus::MaxPacketSizeExceeded`).
-pub struct SendError {
-    reason: Box<dyn Error + Send + Sync>,
-}
-
-impl SendError {
-    /// A refusal with this reason.
-    pub fn new(reason: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
-        SendError { reason: reason.into() }
-    }
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.reason, f)
-    }
-}
-
-impl fmt::Debug for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SendError").field(&self.reason).finish()
-    }
-}
-
-impl Error for SendError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&*self.reason)
-    }
-}
+reason_error!(
+    /// Why [`StreamProtocol::encode`] refused a message (logged at debug level; `send` answers
+    /// `SendStatus::MaxPacketSizeExceeded`).
+    SendError,
+    "A refusal with this reason: a message (`&str`, `String`) or any error."
+);
 
 /// A [`StreamProtocol`] with its decoder type erased, as the drivers hold it.
 pub(crate) trait ErasedStreamProtocol: Send + Sync + 'static {

@@ -55,17 +55,8 @@ impl NodeRng {
     pub(crate) fn from_os() -> Self {
         // The OS refusing randomness is exceptional; std's per-process hash keys (also from
         // the OS) and the time still make each node's sequence its own.
-        let rng = ChaCha8Rng::try_from_os_rng().unwrap_or_else(|_| {
-            use std::hash::{BuildHasher, Hasher};
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0),
-            );
-            ChaCha8Rng::seed_from_u64(hasher.finish())
-        });
+        let rng = ChaCha8Rng::try_from_os_rng()
+            .unwrap_or_else(|_| ChaCha8Rng::seed_from_u64(time_entropy()));
         NodeRng::from_rng(rng)
     }
 
@@ -111,4 +102,20 @@ impl RngCore for NodeRng {
     fn fill_bytes(&mut self, dest: &mut [u8]) {
         self.with(|rng| rng.fill_bytes(dest))
     }
+}
+
+/// A number that differs between processes and calls without asking the OS for randomness:
+/// std's per-process hash keys over the current time. For seeds that need not be secret (a
+/// world's seed, a fallback when the OS refuses randomness).
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub(crate) fn time_entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish()
 }

@@ -7,15 +7,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 pub(super) fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    hasher.finish() % 1_000_000_000
+    crate::node::time_entropy() % 1_000_000_000
 }
 
 /// A scenario run that failed.
