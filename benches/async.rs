@@ -685,6 +685,13 @@ impl CallbackSink {
     }
 }
 
+impl Drop for CallbackSink {
+    /// The sending node's task is joined when dropped: stop it first.
+    fn drop(&mut self) {
+        self.handler.stop();
+    }
+}
+
 impl Blaster for CallbackSink {
     fn round(&mut self, round: u64) {
         if self.kind == Kind::Udp {
