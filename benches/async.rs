@@ -829,12 +829,7 @@ fn latency(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("async-latency/{}", kind.name()));
         plan.configure(&mut group, false);
         for name in MEMBERS {
-            member(
-                &mut group,
-                name,
-                || echo(name, kind),
-                |pinger, iters| measure_latency(pinger, iters),
-            );
+            member(&mut group, name, || echo(name, kind), measure_latency);
         }
         group.finish();
     }
