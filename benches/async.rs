@@ -829,7 +829,9 @@ fn latency(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("async-latency/{}", kind.name()));
         plan.configure(&mut group, false);
         for name in MEMBERS {
-            member(&mut group, name, || echo(name, kind), measure_latency);
+            let measure =
+                |pinger: &mut (dyn Pinger + 'static), iters| measure_latency(pinger, iters);
+            member(&mut group, name, || echo(name, kind), measure);
         }
         group.finish();
     }
