@@ -62,6 +62,7 @@ step "benchmarks, short mode (checks they run; numbers are in docs/performance.m
 PORTNET_BENCH_QUICK=1 cargo bench --locked --bench transports
 PORTNET_BENCH_QUICK=1 cargo bench --locked --bench wss
 PORTNET_BENCH_QUICK=1 cargo bench --locked --bench sim
+PORTNET_BENCH_QUICK=1 cargo bench --locked --bench async
 
 step "performance report, short mode (checks it runs; writes target/perf-report, not docs/)"
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
