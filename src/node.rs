@@ -16,7 +16,9 @@ pub use rng::NodeRng;
 pub(crate) use rng::time_entropy;
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub(crate) use stream::sim::run as run_simulated_async;
-pub use stream::{Connecting, Delay, NodeStream, Writable};
+pub use stream::{
+    Connecting, Delay, MAX_GATHERED_BYTES, MAX_GATHERED_EVENTS, NodeStream, Writable,
+};
 
 mod observer;
 mod rng;
@@ -271,7 +273,7 @@ pub struct NodeListener<S> {
     signals: EventReceiver<S>,
     handler: NodeHandler<S>,
     /// Events gathered by `try_next` and not handed out yet.
-    pending: VecDeque<(StoredNodeEvent<S>, Option<EventDetail>)>,
+    pending: Gathered<S>,
     /// Told of each event delivered (only in a simulated world that records them).
     observer: Option<EventObserver>,
 }
@@ -432,29 +434,42 @@ impl<S> NodeListener<S> {
     /// The next gathered event, skipping those of resources removed since they were gathered.
     /// Also makes `message_kind`/`ws_close` describe the event handed out.
     fn pop_pending(&mut self) -> Option<StoredNodeEvent<S>> {
-        while let Some((event, detail)) = self.pending.pop_front() {
-            let network = self.handler.network();
-            let endpoint = match &event {
-                StoredNodeEvent::Network(
-                    StoredNetEvent::Connected(e, _)
-                    | StoredNetEvent::Accepted(e, _)
-                    | StoredNetEvent::Message(e, _)
-                    | StoredNetEvent::Disconnected(e),
-                ) => Some(*e),
-                StoredNodeEvent::Signal(_) => None,
-            };
-            if endpoint.is_some_and(|e| network.was_removed(e.resource_id())) {
-                continue;
-            }
-            if !self.handler.is_running() {
-                self.pending.clear();
-                return None;
-            }
-            network.hand_out(endpoint, detail);
-            return Some(event);
-        }
-        None
+        pop_gathered(&self.handler, &mut self.pending)
     }
+}
+
+/// Events gathered in a turn, not handed out yet, each with what `message_kind`/`ws_close`
+/// say of it.
+pub(crate) type Gathered<S> = VecDeque<(StoredNodeEvent<S>, Option<EventDetail>)>;
+
+/// The next of `gathered` to hand out (see [`NodeListener::pop_pending`]): also from a
+/// [`NodeStream`]'s queue, which its waiter fills away from the listener.
+pub(crate) fn pop_gathered<S>(
+    handler: &NodeHandler<S>,
+    gathered: &mut Gathered<S>,
+) -> Option<StoredNodeEvent<S>> {
+    let network = handler.network();
+    while let Some((event, detail)) = gathered.pop_front() {
+        let endpoint = match &event {
+            StoredNodeEvent::Network(
+                StoredNetEvent::Connected(e, _)
+                | StoredNetEvent::Accepted(e, _)
+                | StoredNetEvent::Message(e, _)
+                | StoredNetEvent::Disconnected(e),
+            ) => Some(*e),
+            StoredNodeEvent::Signal(_) => None,
+        };
+        if endpoint.is_some_and(|e| network.was_removed(e.resource_id())) {
+            continue;
+        }
+        if !handler.is_running() {
+            gathered.clear();
+            return None;
+        }
+        network.hand_out(endpoint, detail);
+        return Some(event);
+    }
+    None
 }
 
 impl<S: Send + 'static> NodeListener<S> {

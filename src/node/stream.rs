@@ -35,6 +35,14 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+/// Natively, the most events a [`NodeStream`]'s waiter thread gathers ahead of the task
+/// (then it waits for the task to take half, and the node's sockets are not read meanwhile).
+pub const MAX_GATHERED_EVENTS: usize = 1024;
+
+/// Natively, the most bytes of messages a [`NodeStream`]'s waiter gathers ahead of the task
+/// (a bigger message is gathered alone), as [`MAX_GATHERED_EVENTS`].
+pub const MAX_GATHERED_BYTES: usize = 4 << 20;
+
 /// A node's events as a [`Stream`] (see [`NodeListener::into_stream`]): network events, owned,
 /// and signals, in the order `try_next` gives them. It ends after [`NodeHandler::stop`].
 ///
@@ -44,8 +52,9 @@ use std::time::Duration;
 /// first event not yet handed out. Dropping the stream drops the listener with it, as
 /// dropping a [`NodeListener`] does.
 ///
-/// Natively the stream drives the node: while nothing polls it, no network event is processed,
-/// so send queues do not drain and [`Writable`] does not complete. Poll it on its own task, or
+/// Natively the stream's waiter thread runs the node and queues its events for the stream, at
+/// most [`MAX_GATHERED_EVENTS`] (or [`MAX_GATHERED_BYTES`]) ahead: a stream nobody polls for
+/// long stops the node there, and send queues stop draining, so poll it on its own task, or
 /// beside the futures that wait on the node (`select!`). (In the browser the page's event loop
 /// runs the sockets whether or not the stream is polled.)
 pub struct NodeStream<S> {
@@ -173,7 +182,8 @@ impl<S> NodeHandler<S> {
     /// [`SendStatus::QueueFull`](crate::network::SendStatus::QueueFull); it is registered
     /// when made, so make it right after the refused send.
     ///
-    /// Natively the node's [`NodeStream`] (or loop) must be running for the queue to drain.
+    /// Natively the node's [`NodeStream`] (within its bound) or loop must be running for the
+    /// queue to drain.
     /// Cancellation safe: dropping it only drops the notification.
     pub fn writable(&self, endpoint: Endpoint) -> Writable {
         let slot = Arc::new(Mutex::new(Slot { ready: false, waker: None }));

@@ -2,7 +2,7 @@
 
 use super::{Driver, NodeStream};
 use crate::network::{Endpoint, StoredNetEvent};
-use crate::node::{NodeListener, StoredNodeEvent};
+use crate::node::{Gathered, NodeHandler, NodeListener, StoredNodeEvent};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -51,14 +51,22 @@ impl<S> Future for Connecting<'_, S> {
         stream.delays.fire_due();
         match &stream.driver {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Driver::Waiter(waiter) => waiter.poll_with(cx, |listener| outcome(listener, endpoint)),
+            Driver::Waiter(waiter) => {
+                waiter.poll_with(cx, |handler, gathered| outcome(handler, gathered, endpoint))
+            }
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Driver::Sim(state) => {
-                state.poll_with(cx, |listener| outcome(listener, endpoint), || Err(gone(endpoint)))
+                let check = |listener: &NodeListener<S>| {
+                    outcome(&listener.handler, &listener.pending, endpoint)
+                };
+                state.poll_with(cx, check, || Err(gone(endpoint)))
             }
             #[cfg(all(target_family = "wasm", target_os = "unknown"))]
             Driver::Browser(page) => {
-                page.poll_with(cx, |listener| outcome(listener, endpoint), || Err(gone(endpoint)))
+                let check = |listener: &NodeListener<S>| {
+                    outcome(&listener.handler, &listener.pending, endpoint)
+                };
+                page.poll_with(cx, check, || Err(gone(endpoint)))
             }
         }
     }
@@ -66,21 +74,25 @@ impl<S> Future for Connecting<'_, S> {
 
 /// Whether `endpoint`'s connect is decided, by the events gathered and not handed out yet
 /// (a `Connected` or `Disconnected` for it) and else by the network.
-fn outcome<S>(listener: &NodeListener<S>, endpoint: Endpoint) -> Option<io::Result<()>> {
-    if !listener.handler.is_running() {
+fn outcome<S>(
+    handler: &NodeHandler<S>,
+    gathered: &Gathered<S>,
+    endpoint: Endpoint,
+) -> Option<io::Result<()>> {
+    if !handler.is_running() {
         return Some(Err(io::Error::new(
             io::ErrorKind::ConnectionAborted,
             format!("connect of {endpoint}: the node stopped before it was decided"),
         )));
     }
-    let gathered = listener.pending.iter().find_map(|(event, _)| match event {
+    let decided = gathered.iter().find_map(|(event, _)| match event {
         StoredNodeEvent::Network(StoredNetEvent::Connected(e, ok)) if *e == endpoint => Some(*ok),
         StoredNodeEvent::Network(StoredNetEvent::Disconnected(e)) if *e == endpoint => Some(false),
         _ => None,
     });
-    let ready = match gathered {
+    let ready = match decided {
         Some(ok) => Some(ok),
-        None => match listener.handler.network().is_ready(endpoint.resource_id()) {
+        None => match handler.network().is_ready(endpoint.resource_id()) {
             Some(true) => Some(true),
             Some(false) => None,
             None => Some(false),
