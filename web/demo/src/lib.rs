@@ -4,9 +4,16 @@
 //! Built for `wasm32-unknown-unknown` only: natively this crate is empty.
 #![cfg(all(target_family = "wasm", target_os = "unknown"))]
 
-use portnet::network::{Endpoint, NetEvent, SendStatus, Transport};
-use portnet::node::{self, NodeEvent, NodeHandler};
+use futures_core::Stream;
+use portnet::network::{Endpoint, SendStatus, StoredNetEvent, Transport};
+use portnet::node::{self, NodeHandler, NodeStream, StoredNodeEvent};
+use std::pin::Pin;
 use wasm_bindgen::prelude::*;
+
+/// The stream's next event (what `StreamExt::next` does, without the `futures` crate).
+async fn next(events: &mut NodeStream<()>) -> Option<StoredNodeEvent<()>> {
+    std::future::poll_fn(|cx| Pin::new(&mut *events).poll_next(cx)).await
+}
 
 /// A connection to the chat server.
 #[wasm_bindgen]
@@ -30,15 +37,27 @@ impl Chat {
         let report = move |kind: &str, text: &str| {
             let _ = on_event.call2(&JsValue::NULL, &kind.into(), &text.into());
         };
-        // Returns at once: in the browser the loop runs on the JS event loop.
-        listener.for_each(move |event| match event {
-            NodeEvent::Network(NetEvent::Connected(_, true)) => report("state", "connected"),
-            NodeEvent::Network(NetEvent::Connected(_, false)) => report("state", "refused"),
-            NodeEvent::Network(NetEvent::Disconnected(_)) => report("state", "disconnected"),
-            NodeEvent::Network(NetEvent::Message(_, data)) => {
-                report("message", &String::from_utf8_lossy(data))
+        // The node's async face on the page's event loop: the task awaits the connect, then
+        // each event (docs/async.md, "In the browser").
+        let mut events = listener.into_stream().map_err(|e| JsError::new(&e.to_string()))?;
+        wasm_bindgen_futures::spawn_local(async move {
+            if events.connected(server).await.is_err() {
+                return report("state", "refused");
             }
-            NodeEvent::Network(NetEvent::Accepted(..)) | NodeEvent::Signal(()) => (),
+            while let Some(event) = next(&mut events).await {
+                match event {
+                    StoredNodeEvent::Network(StoredNetEvent::Connected(_, true)) => {
+                        report("state", "connected")
+                    }
+                    StoredNodeEvent::Network(StoredNetEvent::Disconnected(_)) => {
+                        report("state", "disconnected")
+                    }
+                    StoredNodeEvent::Network(StoredNetEvent::Message(_, data)) => {
+                        report("message", &String::from_utf8_lossy(&data))
+                    }
+                    _ => (),
+                }
+            }
         });
         Ok(Chat { handler, server })
     }
