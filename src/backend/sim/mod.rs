@@ -135,6 +135,7 @@ impl Controller {
         sync: bool,
     ) -> io::Result<(Endpoint, SocketAddr)> {
         let transport = config.transport();
+        #[cfg_attr(not(feature = "adapter"), allow(unused_mut))]
         let mut protocol: Option<Protocol> = None;
         let (timeout, max_frame, limit) = match config {
             #[cfg(feature = "tcp")]
@@ -207,6 +208,7 @@ impl Controller {
         config: TransportListen,
         addr: SocketAddr,
     ) -> io::Result<(ResourceId, SocketAddr)> {
+        #[cfg_attr(not(feature = "adapter"), allow(unused_mut))]
         let mut protocol: Option<Protocol> = None;
         let limit = match config {
             #[cfg(feature = "tcp")]
