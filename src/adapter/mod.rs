@@ -15,8 +15,10 @@
 //! reason in the log and `NetEvent::Disconnected`, as a bad frame ends a `FramedTcp`
 //! connection. The built-in `Tcp` and `FramedTcp` are written on this same API.
 //!
-//! So far only the native backend carries mounted transports: in a simulated world and in the
-//! browser, `mount` answers an `io::ErrorKind::Unsupported` error (see `docs/adapters.md`).
+//! The native backend and the simulator carry mounted transports (a simulated world cuts each
+//! connection's bytes into segments drawn from its seed, so decoders see partial and joined
+//! reads replayably); in the browser, `mount` answers an `io::ErrorKind::Unsupported` error
+//! (see `docs/adapters.md`).
 //!
 //! # Example: a line protocol
 //!
