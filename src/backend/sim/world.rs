@@ -70,7 +70,8 @@ pub struct Packet<'a> {
     pub to: &'a str,
     /// Its transport.
     pub transport: Transport,
-    /// The application bytes it carries (a whole message on packet-based transports).
+    /// The application bytes it carries (a whole message on packet-based transports; on a
+    /// mounted transport, a segment of the bytes its protocol framed).
     pub payload: &'a [u8],
     /// The path's MTU ([`Link::mtu`]) drops this `Udp` datagram, after the rule's verdict.
     pub over_mtu: bool,
