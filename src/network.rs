@@ -193,8 +193,9 @@ impl NetworkController {
     /// [`AdapterId::FIRST`](crate::adapter::AdapterId::FIRST) on; a network tells apart
     /// [`ResourceId::MAX_ADAPTERS`] transports in all, so at most 124 mounts succeed.
     ///
-    /// Natively only, so far: a simulated world's and the browser's networks answer an
-    /// `io::ErrorKind::Unsupported` error.
+    /// Natively and in a simulated world (whose connections then carry the protocol's bytes,
+    /// cut into seeded segments); the browser's networks answer an `io::ErrorKind::Unsupported`
+    /// error.
     pub fn mount<P: crate::adapter::StreamProtocol>(&self, protocol: P) -> io::Result<Transport> {
         let transport = self.backend.mount(std::sync::Arc::new(protocol))?;
         log::trace!("mounted {} as {transport}", std::any::type_name::<P>());

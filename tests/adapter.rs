@@ -291,21 +291,38 @@ fn mount_errors_say_what_is_wrong() {
 }
 
 #[test]
-fn a_simulated_world_refuses_to_mount_for_now() {
+fn a_simulated_node_mounts_as_a_native_network_does() {
     use portnet::node::{NodeHandler, NodeListener};
     use std::sync::{Arc, Mutex};
-    let result = Arc::new(Mutex::new(None));
+    type Seen = (Vec<u8>, io::ErrorKind, io::ErrorKind, Option<bool>);
+    let result: Arc<Mutex<Option<Seen>>> = Arc::default();
     let mut world = portnet::sim::World::with_seed(1);
     let seen = result.clone();
     world.node("node", move |handler: NodeHandler<()>, _listener: NodeListener<()>| {
-        let mount = handler.network().mount(Lines::default()).map_err(|e| e.kind());
-        // A transport mounted elsewhere is refused as clearly.
+        let network = handler.network();
+        // Ids from the first a mount can have, per network, as natively.
+        let ids = (0..3).map(|_| network.mount(Lines::default()).expect("mount").id()).collect();
+        // A transport of the world's node that it did not mount (the native network mounted
+        // one more), and a built-in inside `Custom`.
         let native = Net::new(Lines::default());
-        let connect =
-            handler.network().connect(native.lines, "node:1").map(|_| ()).map_err(|e| e.kind());
-        *seen.lock().unwrap() = Some((mount.map(|_| ()), connect));
+        let mut unmounted = native.lines;
+        for _ in 0..3 {
+            unmounted = native.controller.mount(Lines::default()).unwrap();
+        }
+        let not_mounted = network.connect(unmounted, "node:1").map(|_| ()).unwrap_err().kind();
+        let builtin = TransportConnect::Custom(Transport::FramedTcp, Default::default());
+        let builtin = network.connect_with(builtin, "node:1").map(|_| ()).unwrap_err().kind();
+        // A mounted one listens and connects.
+        let lines = Transport::Custom(portnet::adapter::AdapterId::new(4).unwrap());
+        let (id, _) = network.listen(lines, "0.0.0.0:7").expect("listen");
+        let (endpoint, _) = network.connect(lines, "node:7").expect("connect");
+        assert_eq!(id.adapter_id(), 4);
+        *seen.lock().unwrap() =
+            Some((ids, not_mounted, builtin, network.is_ready(endpoint.resource_id())));
     });
     world.run_until_idle();
     let result = result.lock().unwrap().take().expect("the node ran");
-    assert_eq!(result, (Err(io::ErrorKind::Unsupported), Err(io::ErrorKind::Unsupported)));
+    let ids = vec![4, 5, 6];
+    let expected = (ids, io::ErrorKind::NotFound, io::ErrorKind::InvalidInput, Some(false));
+    assert_eq!(result, expected);
 }

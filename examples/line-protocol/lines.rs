@@ -3,7 +3,8 @@
 //! Each message is one line of UTF-8 text followed by `\n`. A message that holds a `\n` or is
 //! not UTF-8 cannot be sent (`SendStatus::MaxPacketSizeExceeded`); a peer that sends a line
 //! that is not UTF-8, or longer than the maximum, is disconnected with the reason logged.
-//! `tests/adapter.rs` includes this file and tests it.
+//! `tests/adapter.rs` and `tests/adapter_parity.rs` (one test body, native and simulated) include
+//! this file and test it.
 
 use portnet::adapter::{Decoder, Frame, Io, ProtocolError, SendError, Side, StreamProtocol};
 

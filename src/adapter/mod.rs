@@ -15,8 +15,10 @@
 //! reason in the log and `NetEvent::Disconnected`, as a bad frame ends a `FramedTcp`
 //! connection. The built-in `Tcp` and `FramedTcp` are written on this same API.
 //!
-//! So far only the native backend carries mounted transports: in a simulated world and in the
-//! browser, `mount` answers an `io::ErrorKind::Unsupported` error (see `docs/adapters.md`).
+//! The native backend and the simulator carry mounted transports (a simulated world cuts each
+//! connection's bytes into segments drawn from its seed, so decoders see partial and joined
+//! reads replayably); in the browser, `mount` answers an `io::ErrorKind::Unsupported` error
+//! (see `docs/adapters.md`).
 //!
 //! # Example: a line protocol
 //!
@@ -327,3 +329,44 @@ impl<P: StreamProtocol> ErasedStreamProtocol for P {
 
 /// A stream protocol shared by a listener and every connection it accepts.
 pub(crate) type Protocol = Arc<dyn ErasedStreamProtocol>;
+
+/// The transports mounted on one network, by id from [`AdapterId::FIRST`] on: what `mount`
+/// hands out and what `connect` and `listen` of a `Transport::Custom` look up, whatever the
+/// backend.
+#[cfg(feature = "adapter")]
+#[derive(Default)]
+pub(crate) struct Mounted {
+    protocols: std::sync::RwLock<Vec<Protocol>>,
+}
+
+#[cfg(feature = "adapter")]
+impl Mounted {
+    /// Mounts a transport of the application's: the next free id names it.
+    pub fn mount(&self, protocol: Protocol) -> std::io::Result<crate::core::Transport> {
+        let mut mounted = self.protocols.write().unwrap_or_else(|e| e.into_inner());
+        let next = usize::from(AdapterId::FIRST) + mounted.len();
+        let id = u8::try_from(next).ok().and_then(AdapterId::new).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "mount: this network has all the transports it can tell apart ({} mounted)",
+                mounted.len()
+            ))
+        })?;
+        mounted.push(protocol);
+        Ok(crate::core::Transport::Custom(id))
+    }
+
+    /// The protocol of a mounted transport.
+    pub fn get(&self, transport: crate::core::Transport) -> std::io::Result<Protocol> {
+        use std::io::{Error, ErrorKind};
+        let Some(id) = transport.adapter_id() else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{transport} is a built-in transport, not a mounted one"),
+            ));
+        };
+        let mounted = self.protocols.read().unwrap_or_else(|e| e.into_inner());
+        mounted.get(usize::from(id.get() - AdapterId::FIRST)).cloned().ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, format!("{transport} is not mounted on this network"))
+        })
+    }
+}

@@ -86,19 +86,18 @@ impl Controller {
     }
 
     #[cfg(feature = "adapter")]
-    /// Mounts a stream protocol: natively only, so far.
+    /// Mounts a stream protocol: natively and in a simulated world, not in the browser yet.
     #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), allow(unused_variables))]
     pub fn mount(&self, protocol: crate::adapter::Protocol) -> io::Result<Transport> {
         match self {
             #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
             Self::Native(d) => d.mount(protocol),
-            _ => Err(io::Error::new(
+            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+            Self::Sim(d) => d.mount(protocol),
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            Self::Browser(_) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                if self.is_simulated() {
-                    "mount: a simulated world does not carry mounted transports yet (docs/adapters.md)"
-                } else {
-                    "mount: the browser does not carry mounted transports yet (docs/adapters.md)"
-                },
+                "mount: the browser does not carry mounted transports yet (docs/adapters.md)",
             )),
         }
     }

@@ -7,8 +7,6 @@ use super::udp;
 use super::{AcceptConfig, Deadline, Resource, Shared, State, resolve};
 #[cfg(feature = "websocket")]
 use super::{ws, ws_accept};
-#[cfg(feature = "adapter")]
-use crate::adapter::AdapterId;
 use crate::adapter::{Protocol, Side};
 use crate::adapters::StreamOptions;
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
@@ -89,34 +87,13 @@ impl Controller {
     #[cfg(feature = "adapter")]
     /// Mounts a transport of the application's: the next free id names it.
     pub fn mount(&self, protocol: Protocol) -> io::Result<Transport> {
-        let mut mounted = self.shared.mounted.write().unwrap_or_else(|e| e.into_inner());
-        let next = usize::from(AdapterId::FIRST) + mounted.len();
-        let id = u8::try_from(next).ok().and_then(AdapterId::new).ok_or_else(|| {
-            io::Error::other(format!(
-                "mount: this network has all the transports it can tell apart ({} mounted)",
-                mounted.len()
-            ))
-        })?;
-        mounted.push(protocol);
-        Ok(Transport::Custom(id))
+        self.shared.mounted.mount(protocol)
     }
 
     #[cfg(feature = "adapter")]
     /// The protocol of a mounted transport.
     fn mounted(&self, transport: Transport) -> io::Result<Protocol> {
-        let Some(id) = transport.adapter_id() else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{transport} is a built-in transport, not a mounted one"),
-            ));
-        };
-        let mounted = self.shared.mounted.read().unwrap_or_else(|e| e.into_inner());
-        mounted.get(usize::from(id.get() - AdapterId::FIRST)).cloned().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{transport} is not mounted on this network"),
-            )
-        })
+        self.shared.mounted.get(transport)
     }
 
     fn connect_stream(

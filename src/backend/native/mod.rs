@@ -70,7 +70,7 @@ pub(crate) fn split() -> io::Result<(Controller, Processor)> {
         clock: Clock::system(),
         linger: LingerSetting::default(),
         #[cfg(feature = "adapter")]
-        mounted: RwLock::default(),
+        mounted: Default::default(),
     });
     let processor = Processor::new(poll, shared.clone());
     Ok((Controller { shared }, processor))
@@ -425,7 +425,7 @@ pub(crate) struct Shared {
     linger: LingerSetting,
     /// The transports mounted on this network, by id from `AdapterId::FIRST` on.
     #[cfg(feature = "adapter")]
-    mounted: RwLock<Vec<Protocol>>,
+    mounted: crate::adapter::Mounted,
 }
 
 impl Shared {

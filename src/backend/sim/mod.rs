@@ -9,6 +9,7 @@
 mod linger;
 pub(crate) mod world;
 
+use crate::adapter::Protocol;
 #[cfg(feature = "websocket")]
 use crate::adapters::ws::{DEFAULT_PATH, WsConnectConfig};
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
@@ -94,6 +95,9 @@ pub(crate) struct Controller {
     node: NodeId,
     /// The node's linger, in virtual time (see [`linger`]).
     linger: Arc<LingerSetting>,
+    /// The transports this node's network mounted (a restarted node mounts anew).
+    #[cfg(feature = "adapter")]
+    mounted: Arc<crate::adapter::Mounted>,
 }
 
 /// A simulated node's event source.
@@ -102,19 +106,14 @@ pub(crate) struct Processor {
 }
 
 pub(crate) fn split(shared: Arc<Shared>, node: NodeId) -> (Controller, Processor) {
-    let controller = Controller { shared, node, linger: Arc::default() };
+    let controller = Controller {
+        shared,
+        node,
+        linger: Arc::default(),
+        #[cfg(feature = "adapter")]
+        mounted: Arc::default(),
+    };
     (controller.clone(), Processor { controller })
-}
-
-/// A simulated world does not carry mounted transports yet (issue 16, `docs/adapters.md`).
-#[cfg(feature = "adapter")]
-fn custom_unsupported(transport: crate::core::Transport) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        format!(
-            "portnet sim: {transport} is a mounted transport; a simulated world does not carry them yet"
-        ),
-    )
 }
 
 impl Controller {
@@ -136,6 +135,8 @@ impl Controller {
         sync: bool,
     ) -> io::Result<(Endpoint, SocketAddr)> {
         let transport = config.transport();
+        #[cfg_attr(not(feature = "adapter"), allow(unused_mut))]
+        let mut protocol: Option<Protocol> = None;
         let (timeout, max_frame, limit) = match config {
             #[cfg(feature = "tcp")]
             TransportConnect::Tcp(ref c) => {
@@ -162,7 +163,10 @@ impl Controller {
                 (c.options.connect_timeout, c.ws.max_message_size, c.options.send_queue_limit)
             }
             #[cfg(feature = "adapter")]
-            TransportConnect::Custom(..) => return Err(custom_unsupported(transport)),
+            TransportConnect::Custom(transport, ref c) => {
+                protocol = Some(self.mounted.get(transport)?);
+                (c.options.connect_timeout, usize::MAX, c.options.send_queue_limit)
+            }
         };
         if sync && CURRENT.get().is_none() {
             return Err(io::Error::new(
@@ -178,8 +182,8 @@ impl Controller {
             TransportConnect::WsWith(c) => Some(ws_request(&addr, c)),
             _ => None,
         };
-        let result =
-            self.core().connect(self.node, transport, &addr, timeout, max_frame, limit, ws)?;
+        let stream = world::StreamConfig { timeout, max_frame, queue_limit: limit, ws, protocol };
+        let result = self.core().connect(self.node, transport, &addr, stream)?;
         if sync {
             // Let the world run until the connect is decided, in virtual time.
             let id = result.0.resource_id();
@@ -204,6 +208,8 @@ impl Controller {
         config: TransportListen,
         addr: SocketAddr,
     ) -> io::Result<(ResourceId, SocketAddr)> {
+        #[cfg_attr(not(feature = "adapter"), allow(unused_mut))]
+        let mut protocol: Option<Protocol> = None;
         let limit = match config {
             #[cfg(feature = "tcp")]
             TransportListen::Tcp(ref c) => c.options.send_queue_limit,
@@ -216,14 +222,23 @@ impl Controller {
             #[cfg(feature = "websocket")]
             TransportListen::Ws => crate::adapters::DEFAULT_SEND_QUEUE_LIMIT,
             #[cfg(feature = "adapter")]
-            TransportListen::Custom(transport, _) => return Err(custom_unsupported(transport)),
+            TransportListen::Custom(transport, ref c) => {
+                protocol = Some(self.mounted.get(transport)?);
+                c.options.send_queue_limit
+            }
         };
         let subprotocols = match &config {
             #[cfg(feature = "websocket")]
             TransportListen::WsWith(c) => c.ws.subprotocols.clone(),
             _ => Vec::new(),
         };
-        self.core().listen(self.node, config.transport(), addr, limit, subprotocols)
+        self.core().listen(self.node, config.transport(), addr, limit, subprotocols, protocol)
+    }
+
+    #[cfg(feature = "adapter")]
+    /// Mounts a transport of the application's on this node's network, as natively.
+    pub fn mount(&self, protocol: Protocol) -> io::Result<crate::core::Transport> {
+        self.mounted.mount(protocol)
     }
 
     pub fn send(&self, endpoint: Endpoint, data: &[u8]) -> SendStatus {

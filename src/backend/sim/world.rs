@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub(crate) mod addresses;
+mod bytes;
 mod datagram;
 mod faults;
 mod linger;
@@ -28,6 +29,7 @@ mod trace;
 
 pub use link::{Link, Spread, UDP_OVERHEAD_V4, UDP_OVERHEAD_V6};
 use stream::Conn;
+pub(crate) use stream::StreamConfig;
 #[cfg(feature = "websocket")]
 pub(crate) use stream::WsRequest;
 pub(crate) use trace::Trace;
@@ -68,7 +70,8 @@ pub struct Packet<'a> {
     pub to: &'a str,
     /// Its transport.
     pub transport: Transport,
-    /// The application bytes it carries (a whole message on packet-based transports).
+    /// The application bytes it carries (a whole message on packet-based transports; on a
+    /// mounted transport, a segment of the bytes its protocol framed).
     pub payload: &'a [u8],
     /// The path's MTU ([`Link::mtu`]) drops this `Udp` datagram, after the rule's verdict.
     pub over_mtu: bool,
@@ -149,6 +152,11 @@ pub(crate) enum Ev {
         data: Vec<u8>,
         kind: MessageKind,
     },
+    /// Side `side` of a mounted transport's connection reads the bytes that arrived.
+    Read {
+        conn: u64,
+        side: usize,
+    },
     /// The connection ended at side `from` (closed or reset): the other side is told.
     Fin {
         conn: u64,
@@ -210,11 +218,12 @@ pub(crate) struct NodeState {
 }
 
 enum Res {
-    /// `subprotocols`: what a `Ws` listener speaks.
+    /// `subprotocols`: what a `Ws` listener speaks; `protocol`: a mounted transport's.
     Listener {
         transport: Transport,
         queue_limit: usize,
         subprotocols: Vec<String>,
+        protocol: Option<crate::adapter::Protocol>,
     },
     Stream {
         conn: u64,
@@ -482,6 +491,7 @@ impl Core {
         addr: SocketAddr,
         queue_limit: usize,
         subprotocols: Vec<String>,
+        protocol: Option<crate::adapter::Protocol>,
     ) -> io::Result<(ResourceId, SocketAddr)> {
         let udp = transport.is_udp();
         let (bound, reported) = self.bind_ip(node, addr.ip())?;
@@ -499,7 +509,7 @@ impl Core {
         let res = if udp {
             Res::Udp { port, peer: None, bound }
         } else {
-            Res::Listener { transport, queue_limit, subprotocols }
+            Res::Listener { transport, queue_limit, subprotocols, protocol }
         };
         state.resources.insert(id, res);
         let local = SocketAddr::new(reported, port);
@@ -629,6 +639,7 @@ impl Core {
                 Ev::Refused(conn) => self.fail_connect(conn, "refused"),
                 Ev::ConnectTimeout(conn) => self.fail_connect(conn, "timed out"),
                 Ev::Writable { conn, side } => self.on_writable(conn, side),
+                Ev::Read { conn, side } => self.on_read(conn, side),
                 Ev::SynAck { conn, seq } => self.arrive(conn, 1, seq, Ev::SynAck { conn, seq }),
                 event @ (Ev::Segment { conn, from, seq, .. } | Ev::Fin { conn, from, seq, .. }) => {
                     self.arrive(conn, from, seq, event)

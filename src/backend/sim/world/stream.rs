@@ -2,7 +2,9 @@
 //! the `Ws` request and answer), segments in order per direction with retransmits over lossy
 //! links, send queues drained at the link's bandwidth, and the close.
 
+use super::bytes::Carrier;
 use super::{Core, Ev, NodeId, RETRANSMIT, Res, Status, Verdict, addresses};
+use crate::adapter::Protocol;
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 use crate::core::{
     Endpoint, EventDetail, RemoteAddr, ResourceId, ResourceType, SendStatus, StoredNetEvent,
@@ -48,6 +50,22 @@ pub(super) struct Conn {
     pub(super) handshakes: [Option<WsHandshake>; 2],
     /// The client will refuse the server's answer (no common subprotocol).
     pub(super) ws_refused: bool,
+    /// A mounted transport's: the bytes in flight and the decoders (see [`super::bytes`]).
+    pub(super) carrier: Option<Box<Carrier>>,
+}
+
+/// How a node connects a stream: its limits, and what its transport needs.
+pub(crate) struct StreamConfig {
+    /// How long the connect may take.
+    pub timeout: Duration,
+    /// The largest message a send takes (`usize::MAX`: no limit).
+    pub max_frame: usize,
+    /// The send queue limit.
+    pub queue_limit: usize,
+    /// The handshake request of a `Ws` connect.
+    pub ws: Option<WsRequest>,
+    /// A mounted transport's protocol.
+    pub protocol: Option<Protocol>,
 }
 
 /// A `Ws` client's handshake request: what the server sees of it, and what it offers.
@@ -103,18 +121,14 @@ impl Conn {
 }
 
 impl Core {
-    /// `ws`: the handshake request of a `Ws` connect.
-    #[allow(clippy::too_many_arguments)]
     pub fn connect(
         &mut self,
         node: NodeId,
         transport: Transport,
         addr: &RemoteAddr,
-        timeout: Duration,
-        max_frame: usize,
-        queue_limit: usize,
-        ws: Option<WsRequest>,
+        config: StreamConfig,
     ) -> io::Result<(Endpoint, SocketAddr)> {
+        let StreamConfig { timeout, max_frame, queue_limit, ws, protocol } = config;
         let peer = self.resolve(addr, transport)?;
         let udp = transport.is_udp();
         let port = self.allocate_port(node, udp);
@@ -157,6 +171,7 @@ impl Core {
                 ws,
                 handshakes: [None, None],
                 ws_refused: false,
+                carrier: protocol.map(Carrier::client),
             },
         );
         self.log(format_args!("{line}"));
@@ -186,6 +201,12 @@ impl Core {
         if !c.transport.is_tcp() && data.len() > c.max_frame {
             return SendStatus::MaxPacketSizeExceeded;
         }
+        let custom = c.carrier.is_some();
+        let framed = match self.frame(conn, side, data) {
+            Ok(framed) => framed,
+            Err(status) => return status,
+        };
+        let data = framed.as_deref().unwrap_or(data);
         let now = self.now;
         let Some(c) = self.conns.get_mut(&conn) else { return SendStatus::ResourceNotFound };
         let backlog = c.backlog(side, now);
@@ -197,7 +218,10 @@ impl Core {
         let kind = if transport.is_ws() { kind } else { MessageKind::Binary };
         // Plain Tcp is a byte stream: cut it at seeded points to catch framing bugs.
         let mut pieces = Vec::new();
-        if transport.is_tcp() && data.len() > 1 && self.chance(0.5) {
+        if custom {
+            // A mounted transport's bytes: cut into seeded segment sizes.
+            pieces = self.segments(data);
+        } else if transport.is_tcp() && data.len() > 1 && self.chance(0.5) {
             let cuts = self.rng.random_range(1..=3.min(data.len() - 1));
             let mut points: Vec<usize> =
                 (0..cuts).map(|_| self.rng.random_range(1..data.len())).collect();
@@ -374,12 +398,18 @@ impl Core {
         let state = &self.nodes[server];
         let found = state.listener_at(target);
         let bound = found.map_or(target.ip(), |(_, ip)| ip);
-        let (queue_limit, supported, listener) =
+        let custom = c.carrier.is_some();
+        let (queue_limit, supported, listener, protocol, transport) =
             match found.map(|(id, _)| (id, state.resources.get(&id))) {
-                Some((id, Some(Res::Listener { transport: t, queue_limit, subprotocols }))) => {
-                    (*queue_limit, subprotocols.clone(), (*t == transport).then_some(id))
+                Some((
+                    id,
+                    Some(Res::Listener { transport: t, queue_limit, subprotocols, protocol }),
+                )) => {
+                    // Mounted transports meet whatever id each network gave them, as natively.
+                    let same = *t == transport || custom && protocol.is_some();
+                    (*queue_limit, subprotocols.clone(), same.then_some(id), protocol.clone(), *t)
                 }
-                _ => (crate::adapters::DEFAULT_SEND_QUEUE_LIMIT, Vec::new(), None),
+                _ => (crate::adapters::DEFAULT_SEND_QUEUE_LIMIT, Vec::new(), None, None, transport),
             };
         let alive = state.status != Status::Dead;
         let Some(listener) = listener.filter(|_| alive) else {
@@ -397,6 +427,9 @@ impl Core {
             c.queue_limit[1] = queue_limit;
             c.open[1] = true;
             c.listener = Some(listener);
+            if let (Some(carrier), Some(protocol)) = (c.carrier.as_mut(), protocol) {
+                carrier.accept(protocol);
+            }
             if let Some(request) = c.ws.take() {
                 let ([client, server], refused) = request.answer(&supported);
                 c.handshakes = [Some(client), Some(server)];
@@ -467,6 +500,9 @@ impl Core {
     }
 
     pub(super) fn on_segment(&mut self, conn: u64, from: usize, data: Vec<u8>, kind: MessageKind) {
+        if self.conns.get(&conn).is_some_and(|c| c.carrier.is_some()) {
+            return self.on_bytes(conn, from, data);
+        }
         let Some((node, id, peer)) = self.receiver(conn, from) else { return };
         let message = StoredNetEvent::Message(Endpoint::new(id, peer), data);
         self.deliver_with(node, message, EventDetail { kind, close: None });
