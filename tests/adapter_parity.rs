@@ -11,7 +11,7 @@ use portnet::adapter::{Decoder, Frame, Io, ProtocolError, SendError, Side, Strea
 use portnet::network::{Endpoint, NetEvent, SendStatus};
 use portnet::node::{self, NodeEvent, NodeHandler, NodeListener};
 use portnet::sim::{Link, World};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use util::ws::{capture_logs, logged};
 
@@ -37,29 +37,7 @@ struct Report {
     done: bool,
 }
 
-#[derive(Clone, Default)]
-struct Shared(Arc<(Mutex<Report>, Condvar)>);
-
-impl Shared {
-    fn update(&self, f: impl FnOnce(&mut Report)) {
-        f(&mut self.0.0.lock().unwrap());
-        self.0.1.notify_all();
-    }
-
-    fn wait_for_server(&self) -> String {
-        let guard = self.0.0.lock().unwrap();
-        let (guard, _) = self
-            .0
-            .1
-            .wait_timeout_while(guard, util::WATCHDOG, |r| r.server_addr.is_none())
-            .unwrap();
-        guard.server_addr.clone().expect("the server never listened")
-    }
-
-    fn take(&self) -> Report {
-        std::mem::take(&mut self.0.0.lock().unwrap())
-    }
-}
+type Shared = util::Reported<Report>;
 
 trait AppFn: Fn(NodeHandler<u32>, NodeListener<u32>) + Send + Sync + 'static {}
 impl<F: Fn(NodeHandler<u32>, NodeListener<u32>) + Send + Sync + 'static> AppFn for F {}
@@ -110,7 +88,8 @@ fn run(
             let (handler, listener) = node::split::<u32>();
             let server_handler = handler.clone();
             let server_task = std::thread::spawn(move || server(handler, listener));
-            *target.lock().unwrap() = report.wait_for_server();
+            *target.lock().unwrap() =
+                report.wait_for("the server to listen", |r| r.server_addr.clone());
             let (handler, listener) = node::split::<u32>();
             client(handler, listener);
             server_handler.stop();
@@ -470,7 +449,7 @@ fn a_crashed_node_s_connections_end_and_a_restarted_node_mounts_anew() {
     });
     world.at(Duration::from_millis(50), |w| w.crash("client"));
     world.at(Duration::from_millis(100), |w| w.restart("client"));
-    let done = world.run_until(|_| report.0.0.lock().unwrap().echoed.len() == 2);
+    let done = world.run_until(|_| report.read(|r| r.echoed.len()) == 2);
     let report = report.take();
     assert!(done, "{report:?}");
     assert_eq!(report.echoed, [b"ping".to_vec(), b"ping".to_vec()], "an echo per life");

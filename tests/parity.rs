@@ -10,7 +10,7 @@ use portnet::network::{Endpoint, NetEvent, SendStatus, Transport};
 use portnet::node::{self, NodeEvent, NodeHandler, NodeListener};
 use portnet::sim::World;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What an application reports back to the test.
@@ -31,29 +31,7 @@ struct Report {
     done: bool,
 }
 
-#[derive(Clone, Default)]
-struct Shared(Arc<(Mutex<Report>, Condvar)>);
-
-impl Shared {
-    fn update(&self, f: impl FnOnce(&mut Report)) {
-        f(&mut self.0.0.lock().unwrap());
-        self.0.1.notify_all();
-    }
-
-    fn wait_for_server(&self) -> String {
-        let guard = self.0.0.lock().unwrap();
-        let (guard, _) = self
-            .0
-            .1
-            .wait_timeout_while(guard, util::WATCHDOG, |r| r.server_addr.is_none())
-            .unwrap();
-        guard.server_addr.clone().expect("the server never listened")
-    }
-
-    fn take(&self) -> Report {
-        std::mem::take(&mut self.0.0.lock().unwrap())
-    }
-}
+type Shared = util::Reported<Report>;
 
 /// Where the server listens on each backend.
 struct Place {
@@ -104,7 +82,7 @@ fn echo_clients(
                     for message in messages.iter() {
                         assert_eq!(handler.network().send(endpoint, message), SendStatus::Sent);
                     }
-                } else if report.0.0.lock().unwrap().connected.len() == clients {
+                } else if report.read(|r| r.connected.len()) == clients {
                     handler.stop();
                 }
             }
@@ -177,7 +155,7 @@ fn run(
 ) {
     run_apps(backend, server, client, report, target);
     // The case ran over the family it claims: the server's address says so.
-    let listened = report.0.0.lock().unwrap().server_addr.clone();
+    let listened = report.read(|r| r.server_addr.clone());
     if let Some(addr) = listened.and_then(|a| a.parse::<std::net::SocketAddr>().ok()) {
         assert_eq!(addr.is_ipv6(), backend.ip() == Ip::V6, "{backend:?}: server at {addr}");
     }
@@ -195,7 +173,8 @@ fn run_apps(
             let (handler, listener) = node::split::<u32>();
             let server_handler = handler.clone();
             let server_task = std::thread::spawn(move || server(handler, listener));
-            *target.lock().unwrap() = report.wait_for_server();
+            *target.lock().unwrap() =
+                report.wait_for("the server to listen", |r| r.server_addr.clone());
             let (handler, listener) = node::split::<u32>();
             client(handler, listener);
             server_handler.stop();

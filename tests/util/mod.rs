@@ -9,13 +9,58 @@ use portnet::adapters::tcp::TcpListenConfig;
 use portnet::network::{Endpoint, NetEvent, SendStatus, Transport, TransportListen};
 use portnet::node::{self, NodeEvent, NodeHandler, NodeTask};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// How long any single test may wait for what it expects.
 pub const WATCHDOG: Duration = Duration::from_secs(30);
+
+/// A report the applications of a test's nodes fill in and the test waits on (natively the
+/// nodes run on their threads, in a world on the world's).
+pub struct Reported<R>(Arc<(Mutex<R>, Condvar)>);
+
+impl<R> Clone for Reported<R> {
+    fn clone(&self) -> Self {
+        Reported(self.0.clone())
+    }
+}
+
+impl<R: Default> Default for Reported<R> {
+    fn default() -> Self {
+        Reported(Arc::default())
+    }
+}
+
+impl<R> Reported<R> {
+    /// Changes the report and wakes whoever waits on it.
+    pub fn update(&self, f: impl FnOnce(&mut R)) {
+        f(&mut self.0.0.lock().unwrap());
+        self.0.1.notify_all();
+    }
+
+    /// Reads the report as it is now.
+    pub fn read<T>(&self, f: impl FnOnce(&R) -> T) -> T {
+        f(&self.0.0.lock().unwrap())
+    }
+
+    /// Waits, at most [`WATCHDOG`], until `get` finds `what` in the report.
+    pub fn wait_for<T>(&self, what: &str, get: impl Fn(&R) -> Option<T>) -> T {
+        let guard = self.0.0.lock().unwrap();
+        let (guard, _) =
+            self.0.1.wait_timeout_while(guard, WATCHDOG, |report| get(report).is_none()).unwrap();
+        get(&guard).unwrap_or_else(|| panic!("waited {WATCHDOG:?} for {what}"))
+    }
+
+    /// The report as it is, leaving a default one.
+    pub fn take(&self) -> R
+    where
+        R: Default,
+    {
+        std::mem::take(&mut self.0.0.lock().unwrap())
+    }
+}
 
 /// Stops a node if the test takes too long, so a hang becomes a failure with a message.
 pub struct Watchdog {
