@@ -8,7 +8,8 @@
 //! The loop runs on the thread that calls `for_each` and sleeps until something happens: a
 //! network event, a signal, a timer, or `stop()`. Within one turn it first delivers the
 //! signals that are ready (priority first, then in order, timers at their deadline), then the
-//! network events that are ready, in the order the system reported them.
+//! network events that are ready, in the order the system reported them. A signal sent before
+//! what causes a network event (a signal, then a `connect`) is delivered before that event.
 
 pub use crate::network::StoredNetEvent;
 pub use rng::NodeRng;
@@ -301,36 +302,28 @@ impl<S> NodeListener<S> {
         callback: &mut dyn FnMut(NodeEvent<'_, S>),
     ) -> usize {
         let handler = &self.handler;
+        let signals = &mut self.signals;
         let mut observer = self.observer.as_mut();
-        let mut delivered = 0;
-        // Only the signals ready now: a callback that keeps signalling cannot starve the network.
-        for _ in 0..self.signals.ready_len() {
-            if !handler.is_running() {
-                return delivered;
-            }
-            match self.signals.try_receive() {
-                Some(signal) => {
-                    if let Some(observe) = observer.as_mut() {
-                        observe(format_args!("signal"));
-                    }
-                    callback(NodeEvent::Signal(signal));
-                    delivered += 1;
-                }
-                None => break,
-            }
-        }
+        let mut delivered = deliver_ready_signals(handler, signals, &mut observer, callback);
         if !handler.is_running() {
             return delivered;
         }
         let wait = if delivered > 0 {
             Some(Duration::ZERO)
         } else {
-            match (timeout, self.signals.time_to_next()) {
+            match (timeout, signals.time_to_next()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             }
         };
+        let mut first = true;
         self.processor.process(wait, &mut |event| {
+            if first {
+                // A signal sent while the poll waited may have been sent before what caused
+                // these events (a signal, then a connect): it goes first, as in a world.
+                first = false;
+                delivered += deliver_ready_signals(handler, signals, &mut observer, callback);
+            }
             if handler.is_running() {
                 delivered += 1;
                 if let Some(observe) = observer.as_mut() {
@@ -438,6 +431,34 @@ impl<S> NodeListener<S> {
     }
 }
 
+/// Delivers the signals ready now (priority first, then in order, due timers), not those a
+/// callback sends meanwhile: a callback that keeps signalling cannot starve the network.
+/// Returns how many it delivered; stops early if the node stops.
+fn deliver_ready_signals<S>(
+    handler: &NodeHandler<S>,
+    signals: &mut EventReceiver<S>,
+    observer: &mut Option<&mut EventObserver>,
+    callback: &mut dyn FnMut(NodeEvent<'_, S>),
+) -> usize {
+    let mut delivered = 0;
+    for _ in 0..signals.ready_len() {
+        if !handler.is_running() {
+            break;
+        }
+        match signals.try_receive() {
+            Some(signal) => {
+                if let Some(observe) = observer.as_mut() {
+                    observe(format_args!("signal"));
+                }
+                callback(NodeEvent::Signal(signal));
+                delivered += 1;
+            }
+            None => break,
+        }
+    }
+    delivered
+}
+
 /// Events gathered in a turn, not handed out yet, each with what `message_kind`/`ws_close`
 /// say of it.
 pub(crate) type Gathered<S> = VecDeque<(StoredNodeEvent<S>, Option<EventDetail>)>;
@@ -495,11 +516,12 @@ impl<S: Send + 'static> NodeListener<S> {
                 run: Some(Run::Deferred(Box::new(move || self.for_each(event_callback)))),
             };
         }
+        let handler = self.handler.clone();
         let thread = std::thread::Builder::new()
             .name("portnet-node".into())
             .spawn(move || self.for_each(event_callback))
             .unwrap_or_else(|e| panic!("portnet: cannot spawn the node thread: {e}"));
-        NodeTask { run: Some(Run::Thread(thread)) }
+        NodeTask { run: Some(Run::Thread(thread, Box::new(move || handler.stop()))) }
     }
 
     /// Runs the node on a new thread that puts every event, owned, into the returned queue.
@@ -530,6 +552,9 @@ impl<S: Send + 'static> NodeListener<S> {
 
 /// A node running on its own thread (see [`NodeListener::for_each_async`]). Dropping it
 /// waits for the node to stop.
+///
+/// Dropped by a thread that is panicking (unwinding past it before `stop()` was reached), it
+/// stops the node first: the panic is reported instead of the thread waiting forever.
 #[must_use = "dropping the task waits for the node to stop"]
 pub struct NodeTask {
     run: Option<Run>,
@@ -537,8 +562,8 @@ pub struct NodeTask {
 
 /// How a [`NodeTask`]'s loop runs.
 enum Run {
-    /// On its own thread (native).
-    Thread(JoinHandle<()>),
+    /// On its own thread (native), with what stops it.
+    Thread(JoinHandle<()>, Box<dyn Fn() + Send>),
     /// On the thread that waits for it (simulated).
     Deferred(Box<dyn FnOnce() + Send>),
 }
@@ -548,7 +573,10 @@ impl NodeTask {
     /// callback is passed on here. In the browser it returns at once: nothing may block there.
     pub fn wait(&mut self) {
         match self.run.take() {
-            Some(Run::Thread(thread)) => {
+            Some(Run::Thread(thread, stop)) => {
+                if std::thread::panicking() {
+                    stop();
+                }
                 if let Err(panic) = thread.join() {
                     if !std::thread::panicking() {
                         std::panic::resume_unwind(panic);

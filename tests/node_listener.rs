@@ -71,6 +71,34 @@ fn for_each_async_and_enqueue_run_on_their_own_thread() {
     drop(task); // waits for the stopped node
 }
 
+/// A thread that panics past a running `NodeTask` (before its `stop()`) is not held by the
+/// task's drop: the node stops, and the panic reaches whoever joins the thread.
+#[test]
+fn a_node_task_dropped_by_a_panic_stops_the_node() {
+    let (handler, listener) = node::split::<()>();
+    let (started, start) = std::sync::mpsc::channel();
+    let (ended, end) = std::sync::mpsc::channel::<()>();
+    let panicking = std::thread::spawn(move || {
+        let _ended = ended; // dropped once the thread has unwound past the task
+        let _task = listener.for_each_async(move |_| {});
+        started.send(()).unwrap();
+        panic!("the application panics before it stops the node");
+    });
+    start.recv_timeout(util::WATCHDOG).expect("the node started");
+    let unwound = end.recv_timeout(util::WATCHDOG);
+    if unwound.is_err() {
+        handler.stop(); // let the thread end, then fail
+    }
+    let joined = panicking.join();
+    assert_eq!(
+        unwound,
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
+        "the task's drop waited for a node nobody stopped"
+    );
+    assert!(joined.is_err(), "the panic reaches the joiner");
+    assert!(!handler.is_running(), "the task's drop stopped the node");
+}
+
 /// A game loop: pump without blocking, each frame.
 #[test]
 fn try_next_and_poll_events_never_block() {

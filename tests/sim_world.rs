@@ -675,12 +675,12 @@ fn paused_node_gets_its_events_after_resume() {
     world.resume("receiver");
     world.run_until_idle();
     // Nothing ran while paused; afterwards everything, messages in order. (The node was
-    // paused inside its network wait, so, as a natively frozen process woken from `epoll_wait`,
-    // it first hands out the network events that wait returns, then the overdue timer.)
+    // paused inside its network wait. As natively, a signal ready when that wait returns, the
+    // overdue timer here, comes before the network events the wait returns.)
     let lines = log.lines();
     assert_eq!(lines[..2], ["paused", "resuming"], "{lines:?}");
-    let mut expected: Vec<String> = in_order(10).into_iter().map(|m| format!("got {m}")).collect();
-    expected.push("timer".into());
+    let mut expected = vec!["timer".to_string()];
+    expected.extend(in_order(10).into_iter().map(|m| format!("got {m}")));
     assert_eq!(lines[2..], expected);
     // Delivered to the socket on time, handled at the resume.
     let arrivals = deliveries_to(&world.trace(), "receiver");
