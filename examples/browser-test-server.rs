@@ -1,7 +1,7 @@
 //! The native peer of the browser tests (`tests/browser.rs`, run by `tests/browser.sh`).
 //!
 //! Listens on ephemeral 127.0.0.1 ports and writes them to the file named by the first
-//! argument as `echo,refused,text,silent,proto,wss`:
+//! argument as `echo,refused,text,silent,proto,wss,lines`:
 //! - `echo`: a portnet `Ws` server that echoes every message, except `close`, on which it
 //!   closes the connection (a server-side close), and `peers`, which it answers with
 //!   `peers: N`, the number of clients connected;
@@ -15,8 +15,16 @@
 //!   `127.0.0.1` made at start and written, as PEM, to `<ports file>.cert.pem` (the test
 //!   script tells Chromium to trust it).
 //!
-//! Runs until killed.
+//! - `lines`: the echo server again, speaking the line protocol of `examples/line-protocol`
+//!   (lines of at most 100 bytes) carried over WebSocket (`Carrier::WebSocket`): a transport
+//!   defined outside portnet, for the page to speak too.
+//!
+//! Runs until killed. Needs the `adapter` feature.
 
+#[path = "line-protocol/lines.rs"]
+mod lines;
+
+use portnet::adapter::Carrier;
 use portnet::adapters::ws::WsListenConfig;
 use portnet::network::{Endpoint, NetEvent, SendStatus, Transport};
 use portnet::node::{self, NodeEvent, NodeHandler};
@@ -47,6 +55,9 @@ fn main() {
     std::fs::write(format!("{ports_file}.cert.pem"), &cert).expect("write the certificate");
     let tls = WsListenConfig::default().with_tls(cert, certified.signing_key.serialize_pem());
     let (_, wss) = network.listen_with(tls.into(), "127.0.0.1:0").expect("listen (wss)");
+    let short_lines = lines::Lines::default().with_max_line(100);
+    let lines = network.mount_with(short_lines, Carrier::WebSocket).expect("mount the lines");
+    let (_, lines) = network.listen(lines, "127.0.0.1:0").expect("listen (lines)");
 
     let text = TcpListener::bind("127.0.0.1:0").expect("bind (text)");
     let text_port = text.local_addr().expect("text address").port();
@@ -88,18 +99,19 @@ fn main() {
     });
 
     let ports = format!(
-        "{},{},{},{silent_port},{},{}",
+        "{},{},{},{silent_port},{},{},{}",
         echo.port(),
         refused.port(),
         text_port,
         proto.port(),
-        wss.port()
+        wss.port(),
+        lines.port()
     );
     // Written whole, then renamed: a reader never sees half a line.
     let partial = format!("{ports_file}.partial");
     std::fs::write(&partial, &ports).expect("write the ports");
     std::fs::rename(&partial, &ports_file).expect("publish the ports");
-    println!("browser test server: ports {ports} (echo, refused, text, silent, proto, wss)");
+    println!("browser test server: ports {ports} (echo, refused, text, silent, proto, wss, lines)");
 
     // Per connected client, the echoes waiting while it is slow to read, in order.
     let mut backlog: HashMap<Endpoint, VecDeque<Vec<u8>>> = HashMap::new();

@@ -187,18 +187,46 @@ impl NetworkController {
     }
 
     #[cfg(feature = "adapter")]
-    /// Mounts a transport of your own on this network (see [`crate::adapter`]): the
-    /// [`Transport`] returned (a `Transport::Custom`) connects, listens and sends like a
-    /// built-in one, on this network. Each mount gets a new id, from
+    /// Mounts a transport of your own on this network (see [`crate::adapter`]), carried over
+    /// TCP: the [`Transport`] returned (a `Transport::Custom`) connects, listens and sends like
+    /// a built-in one, on this network. Each mount gets a new id, from
     /// [`AdapterId::FIRST`](crate::adapter::AdapterId::FIRST) on; a network tells apart
     /// [`ResourceId::MAX_ADAPTERS`] transports in all, so at most 124 mounts succeed.
     ///
     /// Natively and in a simulated world (whose connections then carry the protocol's bytes,
-    /// cut into seeded segments); the browser's networks answer an `io::ErrorKind::Unsupported`
-    /// error.
+    /// cut into seeded segments); in the browser, which has no TCP, it answers an
+    /// `io::ErrorKind::Unsupported` error: mount on [`Carrier::WebSocket`] there (see
+    /// [`mount_with`](Self::mount_with)).
+    ///
+    /// [`Carrier::WebSocket`]: crate::adapter::Carrier::WebSocket
     pub fn mount<P: crate::adapter::StreamProtocol>(&self, protocol: P) -> io::Result<Transport> {
-        let transport = self.backend.mount(std::sync::Arc::new(protocol))?;
-        log::trace!("mounted {} as {transport}", std::any::type_name::<P>());
+        self.mount_with(protocol, crate::adapter::Carrier::Tcp)
+    }
+
+    #[cfg(feature = "adapter")]
+    /// Mounts a transport of your own carried by `carrier` (see
+    /// [`Carrier`](crate::adapter::Carrier)): [`mount`](Self::mount) is `Carrier::Tcp`. A
+    /// carrier the backend does not have (TCP in the browser; WebSocket without the
+    /// `websocket` feature) answers an `io::ErrorKind::Unsupported` error.
+    ///
+    /// A browser page and a native server speak a protocol of their own over WebSocket:
+    ///
+    /// ```no_run
+    /// # use portnet::adapter::{Carrier, StreamProtocol};
+    /// # use portnet::network::{NetworkController, Transport};
+    /// # fn f(network: &NetworkController, lines: impl StreamProtocol) -> std::io::Result<()> {
+    /// let lines: Transport = network.mount_with(lines, Carrier::WebSocket)?;
+    /// network.connect(lines, "ws://127.0.0.1:8000/lines")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn mount_with<P: crate::adapter::StreamProtocol>(
+        &self,
+        protocol: P,
+        carrier: crate::adapter::Carrier,
+    ) -> io::Result<Transport> {
+        let mount = crate::adapter::Mount { protocol: std::sync::Arc::new(protocol), carrier };
+        let transport = self.backend.mount(mount)?;
+        log::trace!("mounted {} over {carrier:?} as {transport}", std::any::type_name::<P>());
         Ok(transport)
     }
 

@@ -6,6 +6,7 @@ mod lines;
 mod util;
 
 use lines::Lines;
+use portnet::adapter::Carrier;
 use portnet::adapters::tcp::{TcpConnectConfig, TcpListenConfig};
 use portnet::network::{
     self, Endpoint, NetworkController, NetworkProcessor, SendStatus, StoredNetEvent, Transport,
@@ -30,8 +31,12 @@ struct Net {
 
 impl Net {
     fn new(protocol: Lines) -> Self {
+        Net::over(protocol, Carrier::Tcp)
+    }
+
+    fn over(protocol: Lines, carrier: Carrier) -> Self {
         let (controller, processor) = network::split();
-        let lines = controller.mount(protocol).expect("mount");
+        let lines = controller.mount_with(protocol, carrier).expect("mount");
         Net { controller, processor, lines, seen: Vec::new() }
     }
 
@@ -254,6 +259,87 @@ fn a_bad_line_ends_only_its_connection_with_a_reason() {
     assert_eq!(server.controller.send(at_good, b"\xff"), SendStatus::MaxPacketSizeExceeded);
     assert_eq!(server.controller.send(at_good, b"ok"), SendStatus::Sent);
     assert_eq!(read_exactly(&mut good, 3), b"ok\n", "nothing of the refused messages went out");
+}
+
+/// Carried over WebSocket: the same protocol between two networks, and on the wire one binary
+/// WebSocket message per frame, whose payloads a decoder reads as a stream.
+#[test]
+fn a_transport_carried_over_websocket() {
+    capture_logs();
+    let mut server = Net::over(Lines::default().with_max_line(100), Carrier::WebSocket);
+    let addr = server.listen();
+    let mut client = Net::over(Lines::default(), Carrier::WebSocket);
+    let (to_server, _) = client.controller.connect(client.lines, addr).expect("connect");
+    // The handshake needs both ends running: drive them in turn until the client connects.
+    let deadline = Instant::now() + WATCHDOG;
+    while !client.seen.iter().any(|e| matches!(e, StoredNetEvent::Connected(..))) {
+        assert!(Instant::now() < deadline, "watchdog: no Connected; saw {:?}", client.seen);
+        server.settle(Duration::from_millis(5));
+        client.settle(Duration::from_millis(5));
+    }
+    client.connected(to_server);
+    let at_server = server.accepted();
+    assert_eq!(at_server.transport(), server.lines);
+    assert_eq!(client.controller.send(to_server, "héllo".as_bytes()), SendStatus::Sent);
+    assert_eq!(server.message(at_server), "héllo".as_bytes());
+    assert_eq!(server.controller.send(at_server, b"back"), SendStatus::Sent);
+    assert_eq!(client.message(to_server), b"back");
+    assert_eq!(client.controller.send(to_server, b"two\nlines"), SendStatus::MaxPacketSizeExceeded);
+
+    // A plain WebSocket client (tungstenite) on its own thread: two lines in one message, and
+    // a line split over two; it reads the server's one message back.
+    let peer = std::thread::spawn(move || {
+        let (mut ws, _) = tungstenite::connect(format!("ws://{addr}/")).expect("ws connect");
+        ws.send(tungstenite::Message::binary(&b"one\ntwo\nthr"[..])).unwrap();
+        ws.send(tungstenite::Message::binary(&b"ee\n"[..])).unwrap();
+        let echo = ws.read().expect("the server's message");
+        ws.send(tungstenite::Message::binary(vec![b'a'; 101])).unwrap();
+        // The server ends the connection: reads end with an error or a close.
+        let end = loop {
+            match ws.read() {
+                Ok(tungstenite::Message::Close(_)) => continue,
+                Ok(other) => panic!("after the bad line: {other:?}"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        (echo, end)
+    });
+    let at_peer = server.accepted();
+    assert_eq!(server.message(at_peer), b"one");
+    assert_eq!(server.message(at_peer), b"two");
+    assert_eq!(server.message(at_peer), b"three");
+    assert_eq!(server.controller.send(at_peer, b"ack"), SendStatus::Sent);
+    server.disconnected(at_peer);
+    assert_eq!(logged(&[&at_peer.addr().to_string(), "longer than the maximum of 100"]).len(), 1);
+    let (echo, end) = peer.join().expect("the WebSocket peer");
+    assert_eq!(echo, tungstenite::Message::binary(&b"ack\n"[..]), "one binary message per frame");
+    assert!(!end.is_empty());
+    // The other connection goes on.
+    assert_eq!(client.controller.send(to_server, b"still"), SendStatus::Sent);
+    assert_eq!(server.message(at_server), b"still");
+
+    // An echo that sends from inside the delivery of a message (while its decoder runs), on a
+    // thread of its own: not joined if the echo never comes, so a deadlock fails, not hangs.
+    let (controller, mut processor) = network::split();
+    let lines = controller.mount_with(Lines::default(), Carrier::WebSocket).expect("mount");
+    let (_, echo_addr) = controller.listen(lines, "127.0.0.1:0").expect("listen");
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let echoing = running.clone();
+    let echo = std::thread::spawn(move || {
+        while echoing.load(std::sync::atomic::Ordering::Acquire) {
+            processor.process_poll_event(Some(Duration::from_millis(10)), |event| {
+                if let network::NetEvent::Message(endpoint, data) = event {
+                    assert_eq!(controller.send(endpoint, data), SendStatus::Sent);
+                }
+            });
+        }
+    });
+    let (to_echo, _) = client.controller.connect(client.lines, echo_addr).expect("connect");
+    client.connected(to_echo);
+    assert_eq!(client.controller.send(to_echo, b"ping"), SendStatus::Sent);
+    assert_eq!(client.message(to_echo), b"ping");
+    running.store(false, std::sync::atomic::Ordering::Release);
+    echo.join().expect("the echo thread");
 }
 
 #[test]

@@ -1,11 +1,15 @@
 //! The browser backend in real headless Chromium, against a native portnet server.
 //!
 //! Run by `tests/browser.sh`, which starts `examples/browser-test-server.rs` on ephemeral
-//! 127.0.0.1 ports and passes them in `PORTNET_BROWSER_TEST_PORTS` (`echo,refused,text,silent,proto,wss`).
+//! 127.0.0.1 ports and passes them in `PORTNET_BROWSER_TEST_PORTS` (`echo,refused,text,silent,proto,wss,lines`).
 //! Every wait races a watchdog, so a hang fails with what was awaited.
 //!
 //! Natively this file compiles to nothing.
 #![cfg(all(target_family = "wasm", target_os = "unknown"))]
+
+#[cfg(feature = "adapter")]
+#[path = "../examples/line-protocol/lines.rs"]
+mod lines;
 
 use js_sys::{Array, Function, Promise};
 use portnet::adapters::ws::WsConnectConfig;
@@ -41,6 +45,8 @@ struct Ports {
     silent: u16,
     proto: u16,
     wss: u16,
+    #[cfg_attr(not(feature = "adapter"), allow(dead_code))]
+    lines: u16,
 }
 
 fn ports() -> Ports {
@@ -48,9 +54,10 @@ fn ports() -> Ports {
         panic!("PORTNET_BROWSER_TEST_PORTS is not set: run the browser tests with tests/browser.sh")
     };
     let ports: Vec<u16> = ports.split(',').map(|p| p.parse().expect("a port number")).collect();
-    assert_eq!(ports.len(), 6, "PORTNET_BROWSER_TEST_PORTS: echo,refused,text,silent,proto,wss");
-    let [echo, refused, text, silent, proto, wss] = ports[..] else { unreachable!() };
-    Ports { echo, refused, text, silent, proto, wss }
+    let names = "echo,refused,text,silent,proto,wss,lines";
+    assert_eq!(ports.len(), 7, "PORTNET_BROWSER_TEST_PORTS: {names}");
+    let [echo, refused, text, silent, proto, wss, lines] = ports[..] else { unreachable!() };
+    Ports { echo, refused, text, silent, proto, wss, lines }
 }
 
 /// Waits for `promise`, or fails after `ms` saying what it waited for.
@@ -614,5 +621,38 @@ async fn into_listener_gives_back_every_event_not_handed_out() {
         let echo = next_network(&mut events, "an echo after into_listener").await;
         assert_eq!(echo, StoredNetEvent::Message(endpoint, message.to_vec()));
     }
+    handler.stop();
+}
+
+/// A transport defined outside portnet (the line protocol of `examples/line-protocol`), carried
+/// over the page's `WebSocket` to a native server that mounts it the same way: lines echo, what
+/// the protocol cannot frame is refused here, and a line over the server's maximum ends the
+/// connection there, which the page sees.
+#[cfg(feature = "adapter")]
+#[wasm_bindgen_test]
+async fn a_transport_of_our_own_runs_over_the_pages_websocket() {
+    use portnet::adapter::Carrier;
+    let (handler, inbox) = start::<()>();
+    let network = handler.network();
+    let error = network.mount(lines::Lines::default()).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unsupported, "no TCP in a page: {error}");
+    assert!(error.to_string().contains("Carrier::WebSocket"), "{error}");
+    let ours = lines::Lines::default().with_max_line(200);
+    let lines = network.mount_with(ours, Carrier::WebSocket).expect("mount");
+    let addr = format!("127.0.0.1:{}", ports().lines);
+    let (endpoint, _) = network.connect(lines, addr.as_str()).expect("connect");
+    assert_eq!(endpoint.transport(), lines);
+    let event = inbox.next_network(&format!("Connected to {addr}")).await;
+    assert_eq!(event, StoredNetEvent::Connected(endpoint, true));
+    for line in ["héllo", "", "a line of its own"] {
+        assert_eq!(network.send(endpoint, line.as_bytes()), SendStatus::Sent);
+    }
+    for line in ["héllo", "", "a line of its own"] {
+        expect_message(&inbox, endpoint, line.as_bytes()).await;
+    }
+    assert_eq!(network.send(endpoint, b"two\nlines"), SendStatus::MaxPacketSizeExceeded);
+    assert_eq!(network.send(endpoint, &[b'a'; 101]), SendStatus::Sent, "within our 200");
+    let event = inbox.next_network("the server ends the connection").await;
+    assert_eq!(event, StoredNetEvent::Disconnected(endpoint));
     handler.stop();
 }

@@ -44,7 +44,7 @@ step "npm tooling (playwright-core, binaryen) in web/e2e"
 ensure_npm_packages
 
 step "native servers"
-cargo build --locked --example browser-test-server --example chat-server
+cargo build --locked --features adapter --example browser-test-server --example chat-server
 "$target_dir/debug/examples/browser-test-server" "$work/ports" >"$work/test-server.log" 2>&1 &
 pids+=($!)
 wait_for_file "$work/ports" "${pids[-1]}" "browser-test-server"
@@ -66,7 +66,8 @@ PORTNET_BROWSER_TEST_PORTS=$(cat "$work/ports") \
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     CHROMEDRIVER=$(command -v chromedriver) \
     WASM_BINDGEN_TEST_TIMEOUT=120 WASM_BINDGEN_TEST_DRIVER_TIMEOUT=30 \
-    cargo test --locked --target wasm32-unknown-unknown --test browser --no-fail-fast ||
+    cargo test --locked --target wasm32-unknown-unknown --features adapter --test browser \
+        --no-fail-fast ||
     web_fail "the wasm-bindgen tests failed (server log: $work/test-server.log)"
 
 step "chat demo: build"

@@ -15,10 +15,12 @@
 //! reason in the log and `NetEvent::Disconnected`, as a bad frame ends a `FramedTcp`
 //! connection. The built-in `Tcp` and `FramedTcp` are written on this same API.
 //!
-//! The native backend and the simulator carry mounted transports (a simulated world cuts each
+//! The stream can also ride on WebSocket ([`Carrier::WebSocket`], with
+//! [`NetworkController::mount_with`](crate::network::NetworkController::mount_with)): each
+//! frame one binary WebSocket message, each message received decoder input. That is the carrier
+//! a browser page has; natively and in a simulated world both carriers work (a world cuts each
 //! connection's bytes into segments drawn from its seed, so decoders see partial and joined
-//! reads replayably); in the browser, `mount` answers an `io::ErrorKind::Unsupported` error
-//! (see `docs/adapters.md`).
+//! reads replayably). See `docs/adapters.md`.
 //!
 //! # Example: a line protocol
 //!
@@ -310,6 +312,27 @@ reason_error!(
     "A refusal with this reason: a message (`&str`, `String`) or any error."
 );
 
+/// What carries a mounted [`StreamProtocol`]'s bytes between two nodes (see
+/// [`NetworkController::mount_with`](crate::network::NetworkController::mount_with)).
+///
+/// Both ends of a connection must mount the protocol on the same carrier.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[non_exhaustive]
+pub enum Carrier {
+    /// A TCP connection: the bytes as a stream. Natively and in a simulated world; a web page
+    /// has no raw sockets.
+    #[default]
+    Tcp,
+    /// A WebSocket connection (as `Transport::Ws`, with its default options): each message
+    /// sent is one binary WebSocket message holding the encoded frame (header, message,
+    /// trailer), and the payload of each WebSocket message received is decoder input, as if
+    /// read from a stream. Natively, in the browser (over the page's `WebSocket`, as a client)
+    /// and in a simulated world (where it is carried like [`Carrier::Tcp`]). A connect takes
+    /// what `Transport::Ws` takes: `"127.0.0.1:8000"` or a `ws://` URL. Needs the
+    /// `websocket` feature.
+    WebSocket,
+}
+
 /// A [`StreamProtocol`] with its decoder type erased, as the drivers hold it.
 pub(crate) trait ErasedStreamProtocol: Send + Sync + 'static {
     fn decoder(&self, side: Side) -> Box<dyn Decoder>;
@@ -330,33 +353,92 @@ impl<P: StreamProtocol> ErasedStreamProtocol for P {
 /// A stream protocol shared by a listener and every connection it accepts.
 pub(crate) type Protocol = Arc<dyn ErasedStreamProtocol>;
 
+/// A mounted transport over a message carrier ([`Carrier::WebSocket`]), on one connection:
+/// each message sent is one carrier message holding its frame, and each carrier message
+/// received is decoder input. `D` holds the decoder as the backend needs it (natively in a
+/// lock: `send` encodes from any thread, even from inside a delivery, while it decodes).
+#[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+pub(crate) struct Carried<D> {
+    protocol: Protocol,
+    pub decoder: D,
+}
+
+#[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+impl<D> Carried<D> {
+    pub fn new(protocol: Protocol, side: Side, hold: impl FnOnce(Box<dyn Decoder>) -> D) -> Self {
+        let decoder = hold(protocol.decoder(side));
+        Carried { protocol, decoder }
+    }
+
+    /// The carrier message that holds `message`'s frame.
+    pub fn encode(&self, message: &[u8]) -> Result<Vec<u8>, SendError> {
+        let mut frame = Frame::new();
+        self.protocol.encode(message, &mut frame)?;
+        let (header, trailer) = (frame.header(), frame.trailer());
+        let mut payload = Vec::with_capacity(header.len() + message.len() + trailer.len());
+        payload.extend_from_slice(header);
+        payload.extend_from_slice(message);
+        payload.extend_from_slice(trailer);
+        Ok(payload)
+    }
+}
+
+/// A mounted transport: its protocol and what carries it.
+#[cfg(feature = "adapter")]
+#[derive(Clone)]
+pub(crate) struct Mount {
+    pub protocol: Protocol,
+    pub carrier: Carrier,
+}
+
+#[cfg(feature = "adapter")]
+impl Mount {
+    /// This mount, if this build has its carrier.
+    pub fn supported(self) -> std::io::Result<Self> {
+        #[cfg(not(feature = "websocket"))]
+        if self.carrier == Carrier::WebSocket {
+            return Err(no_websocket());
+        }
+        Ok(self)
+    }
+}
+
+/// A mounted transport's carrier is WebSocket, which this build leaves out.
+#[cfg(all(feature = "adapter", not(feature = "websocket")))]
+pub(crate) fn no_websocket() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "a transport carried over WebSocket needs portnet's `websocket` feature",
+    )
+}
+
 /// The transports mounted on one network, by id from [`AdapterId::FIRST`] on: what `mount`
 /// hands out and what `connect` and `listen` of a `Transport::Custom` look up, whatever the
 /// backend.
 #[cfg(feature = "adapter")]
 #[derive(Default)]
 pub(crate) struct Mounted {
-    protocols: std::sync::RwLock<Vec<Protocol>>,
+    mounts: std::sync::RwLock<Vec<Mount>>,
 }
 
 #[cfg(feature = "adapter")]
 impl Mounted {
     /// Mounts a transport of the application's: the next free id names it.
-    pub fn mount(&self, protocol: Protocol) -> std::io::Result<crate::core::Transport> {
-        let mut mounted = self.protocols.write().unwrap_or_else(|e| e.into_inner());
-        let next = usize::from(AdapterId::FIRST) + mounted.len();
+    pub fn mount(&self, mount: Mount) -> std::io::Result<crate::core::Transport> {
+        let mut mounts = self.mounts.write().unwrap_or_else(|e| e.into_inner());
+        let next = usize::from(AdapterId::FIRST) + mounts.len();
         let id = u8::try_from(next).ok().and_then(AdapterId::new).ok_or_else(|| {
             std::io::Error::other(format!(
                 "mount: this network has all the transports it can tell apart ({} mounted)",
-                mounted.len()
+                mounts.len()
             ))
         })?;
-        mounted.push(protocol);
+        mounts.push(mount);
         Ok(crate::core::Transport::Custom(id))
     }
 
-    /// The protocol of a mounted transport.
-    pub fn get(&self, transport: crate::core::Transport) -> std::io::Result<Protocol> {
+    /// A mounted transport's protocol and carrier.
+    pub fn get(&self, transport: crate::core::Transport) -> std::io::Result<Mount> {
         use std::io::{Error, ErrorKind};
         let Some(id) = transport.adapter_id() else {
             return Err(Error::new(
@@ -364,8 +446,8 @@ impl Mounted {
                 format!("{transport} is a built-in transport, not a mounted one"),
             ));
         };
-        let mounted = self.protocols.read().unwrap_or_else(|e| e.into_inner());
-        mounted.get(usize::from(id.get() - AdapterId::FIRST)).cloned().ok_or_else(|| {
+        let mounts = self.mounts.read().unwrap_or_else(|e| e.into_inner());
+        mounts.get(usize::from(id.get() - AdapterId::FIRST)).cloned().ok_or_else(|| {
             Error::new(ErrorKind::NotFound, format!("{transport} is not mounted on this network"))
         })
     }

@@ -166,6 +166,13 @@ connect_builders!(WsConnectConfig);
 stream_builders!(WsListenConfig);
 
 impl WsConnectConfig {
+    /// The default WebSocket options with these stream options: how a mounted transport
+    /// carried over WebSocket connects.
+    #[cfg_attr(not(all(feature = "adapter", feature = "websocket")), allow(dead_code))]
+    pub(crate) fn from_options(options: StreamOptions) -> Self {
+        Self { options, ..Self::default() }
+    }
+
     /// Subprotocols to offer, in order of preference (`Sec-WebSocket-Protocol`). The one the
     /// server picked is in [`WsHandshake::subprotocol`]; a server picking one not offered
     /// fails the handshake.
@@ -221,6 +228,19 @@ impl Default for WsListenConfig {
 }
 
 impl WsListenConfig {
+    /// The default WebSocket options with these stream options: how a mounted transport
+    /// carried over WebSocket listens.
+    #[cfg_attr(
+        any(
+            not(all(feature = "adapter", feature = "websocket")),
+            all(target_family = "wasm", target_os = "unknown")
+        ),
+        allow(dead_code)
+    )]
+    pub(crate) fn from_options(options: StreamOptions) -> Self {
+        Self { options, ..Self::default() }
+    }
+
     /// How long an accepted connection may take to finish its (TLS and) WebSocket handshake
     /// before it is closed (default
     /// [`DEFAULT_CONNECT_TIMEOUT`](crate::adapters::DEFAULT_CONNECT_TIMEOUT)).

@@ -86,20 +86,9 @@ impl Controller {
     }
 
     #[cfg(feature = "adapter")]
-    /// Mounts a stream protocol: natively and in a simulated world, not in the browser yet.
-    #[cfg_attr(all(target_family = "wasm", target_os = "unknown"), allow(unused_variables))]
-    pub fn mount(&self, protocol: crate::adapter::Protocol) -> io::Result<Transport> {
-        match self {
-            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Native(d) => d.mount(protocol),
-            #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
-            Self::Sim(d) => d.mount(protocol),
-            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
-            Self::Browser(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "mount: the browser does not carry mounted transports yet (docs/adapters.md)",
-            )),
-        }
+    /// Mounts a stream protocol on the carrier it names, if this backend has that carrier.
+    pub fn mount(&self, mount: crate::adapter::Mount) -> io::Result<Transport> {
+        dispatch!(self, d => d.mount(mount))
     }
 
     pub fn send(&self, endpoint: Endpoint, data: &[u8]) -> SendStatus {

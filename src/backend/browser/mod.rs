@@ -71,6 +71,9 @@ struct Network {
     /// that handler has returned.
     retired: Vec<ws::Connection>,
     event_loop: Option<EventLoop>,
+    /// The transports mounted on this network (carried over WebSocket).
+    #[cfg(feature = "adapter")]
+    mounted: crate::adapter::Mounted,
 }
 
 /// A node's loop, installed on the JS event loop by `for_each`.
@@ -199,11 +202,22 @@ fn on_socket_event(net: u32, id: ResourceId, value: JsValue) {
             }
             ws::Report::Last(event, detail) => {
                 network.events.push_back((event, detail));
-                let mut connection = network.connections.remove(&id)?;
-                let waiters = connection.take_waiters();
-                // This handler belongs to the connection: release it after it returns.
-                network.retired.push(connection);
-                Some(waiters)
+                Some(retire(network, id))
+            }
+            ws::Report::Decoded(messages, failed) => {
+                let endpoint = connection.endpoint;
+                let kind = ws::Detail::Kind(MessageKind::Binary);
+                for message in messages {
+                    let event = StoredNetEvent::Message(endpoint, message);
+                    network.events.push_back((event, kind.clone()));
+                }
+                if failed.is_none() {
+                    return Some(Vec::new());
+                }
+                network
+                    .events
+                    .push_back((StoredNetEvent::Disconnected(endpoint), ws::Detail::None));
+                Some(retire(network, id))
             }
         }
     });
@@ -211,6 +225,15 @@ fn on_socket_event(net: u32, id: ResourceId, value: JsValue) {
         waiters.into_iter().for_each(|notify| notify());
         schedule(net);
     }
+}
+
+/// Takes a connection whose last event was reported out of the table, and its waiters.
+fn retire(network: &mut Network, id: ResourceId) -> Vec<Box<dyn FnOnce() + Send>> {
+    let Some(mut connection) = network.connections.remove(&id) else { return Vec::new() };
+    let waiters = connection.take_waiters();
+    // This handler belongs to the connection: release it after it returns.
+    network.retired.push(connection);
+    waiters
 }
 
 fn endpoint_of(event: &StoredNetEvent) -> Endpoint {
@@ -243,17 +266,24 @@ impl Controller {
         sync: bool,
     ) -> io::Result<(Endpoint, SocketAddr)> {
         let transport = config.transport();
-        let config = match config {
+        let net = self.id();
+        let (config, carried) = match config {
             #[cfg(feature = "websocket")]
-            TransportConnect::WsWith(config) => config,
-            _ => WsConnectConfig::default(),
+            TransportConnect::WsWith(config) => (config, None),
+            #[cfg(feature = "adapter")]
+            TransportConnect::Custom(transport, config) => {
+                let mounted = with_network(net, |network| network.mounted.get(transport));
+                let mount = mounted.ok_or_else(|| io::Error::other("the network is gone"))??;
+                (WsConnectConfig::from_options(config.options), Some(mount.protocol))
+            }
+            _ if transport.is_ws() => (WsConnectConfig::default(), None),
+            _ => {
+                return Err(unsupported(format!(
+                    "connect over {transport} is not available in the browser: a web page has \
+                     no raw sockets, only Ws"
+                )));
+            }
         };
-        if !transport.is_ws() {
-            return Err(unsupported(format!(
-                "connect over {transport} is not available in the browser: a web page has no \
-                 raw sockets, only Ws"
-            )));
-        }
         if sync {
             return Err(unsupported(
                 "connect_sync cannot wait in the browser: use connect and wait for \
@@ -262,20 +292,34 @@ impl Controller {
             ));
         }
         let (url, peer) = ws::target(&addr, config.path.as_deref().unwrap_or(DEFAULT_PATH))?;
-        let net = self.id();
         let opened = with_network(net, |network| {
             let id = network.ids.generate(transport.id(), ResourceType::Remote);
             let endpoint = Endpoint::new(id, peer);
             let handler = Closure::<dyn FnMut(JsValue)>::new(move |value| {
                 on_socket_event(net, id, value);
             });
-            let connection = ws::Connection::open(endpoint, &url, &config, handler)?;
+            let connection =
+                ws::Connection::open(endpoint, &url, &config, handler)?.carrying(carried);
             network.connections.insert(id, connection);
             Ok(endpoint)
         });
         let endpoint = opened.unwrap_or_else(|| Err(io::Error::other("the network is gone")))?;
         // The browser does not tell the local address.
         Ok((endpoint, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))))
+    }
+
+    #[cfg(feature = "adapter")]
+    /// Mounts a transport carried over WebSocket: the one carrier a page has.
+    pub fn mount(&self, mount: crate::adapter::Mount) -> io::Result<crate::core::Transport> {
+        if mount.carrier != crate::adapter::Carrier::WebSocket {
+            return Err(unsupported(format!(
+                "mount over {:?}: a web page has no raw sockets; mount with Carrier::WebSocket",
+                mount.carrier
+            )));
+        }
+        let mount = mount.supported()?;
+        with_network(self.id(), |network| network.mounted.mount(mount))
+            .unwrap_or_else(|| Err(io::Error::other("the network is gone")))
     }
 
     pub fn listen_with(

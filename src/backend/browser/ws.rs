@@ -6,6 +6,7 @@
 //! it (nothing is leaked with `Closure::forget`).
 
 use super::js::{self, Timeout};
+use crate::adapter::{Carried, Decoder, Io, Protocol, Side, Sink};
 use crate::adapters::ws::{MessageKind, WsClose, WsConnectConfig, WsHandshake};
 use crate::core::{Endpoint, RemoteAddr, SendStatus, StoredNetEvent};
 use std::io;
@@ -22,6 +23,9 @@ pub(super) enum Report {
     Event(StoredNetEvent, Detail),
     /// An event for the application, after which the connection is gone.
     Last(StoredNetEvent, Detail),
+    /// What a carried transport's decoder made of one WebSocket message: the messages it
+    /// completed, and the reason it failed, after which the connection is gone.
+    Decoded(Vec<Vec<u8>>, Option<String>),
 }
 
 /// What the application may ask about an event while it handles it.
@@ -49,6 +53,22 @@ pub(super) struct Connection {
     /// A send was refused with `QueueFull`: `waiters` hear when the queue drains.
     blocked: bool,
     waiters: Vec<Box<dyn FnOnce() + Send>>,
+    /// A mounted transport this connection carries (`Carrier::WebSocket`).
+    carried: Option<Carried<Box<dyn Decoder>>>,
+}
+
+/// What a carried transport's decoder delivers to: the messages of one WebSocket message.
+#[derive(Default)]
+struct Collect(Vec<Vec<u8>>);
+
+impl Sink for Collect {
+    fn deliver(&mut self, message: &[u8]) {
+        self.0.push(message.to_vec());
+    }
+
+    fn is_open(&self) -> bool {
+        true
+    }
 }
 
 impl Connection {
@@ -90,7 +110,14 @@ impl Connection {
             max_message_size: config.ws.max_message_size,
             blocked: false,
             waiters: Vec::new(),
+            carried: None,
         })
+    }
+
+    /// Makes the connection carry a mounted transport's messages, if `protocol` is given.
+    pub fn carrying(mut self, protocol: Option<Protocol>) -> Self {
+        self.carried = protocol.map(|p| Carried::new(p, Side::Client, |decoder| decoder));
+        self
     }
 
     pub fn is_open(&self) -> bool {
@@ -151,6 +178,15 @@ impl Connection {
                     log::debug!("{endpoint}: ignored a message that is neither binary nor text");
                     return Report::Nothing;
                 };
+                if let Some(carried) = &mut self.carried {
+                    let mut delivered = Collect::default();
+                    let decoded = carried.decoder.decode(&bytes, &mut Io::new(&mut delivered));
+                    let failed = decoded.err().map(|e| {
+                        log::warn!("{endpoint} disconnected: {e}");
+                        e.to_string()
+                    });
+                    return Report::Decoded(delivered.0, failed);
+                }
                 Report::Event(StoredNetEvent::Message(endpoint, bytes), Detail::Kind(kind))
             }
             "close" => {
@@ -186,11 +222,25 @@ impl Connection {
 
     /// Sends one binary message, refusing it as the native backend would.
     pub fn send(&mut self, data: &[u8]) -> SendStatus {
+        if let Some(carried) = &self.carried {
+            return match carried.encode(data) {
+                Ok(payload) => {
+                    self.send_frame(payload.len(), |socket| socket.send_with_u8_array(&payload))
+                }
+                Err(e) => {
+                    log::debug!("{}: message of {} bytes refused: {e}", self.endpoint, data.len());
+                    SendStatus::MaxPacketSizeExceeded
+                }
+            };
+        }
         self.send_frame(data.len(), |socket| socket.send_with_u8_array(data))
     }
 
-    /// Sends one text message.
+    /// Sends one text message (a carried transport's messages are always binary).
     pub fn send_text(&mut self, text: &str) -> SendStatus {
+        if self.carried.is_some() {
+            return self.send(text.as_bytes());
+        }
         self.send_frame(text.len(), |socket| socket.send_with_str(text))
     }
 

@@ -7,9 +7,13 @@ use super::udp;
 use super::{AcceptConfig, Deadline, Resource, Shared, State, resolve};
 #[cfg(feature = "websocket")]
 use super::{ws, ws_accept};
+#[cfg(feature = "adapter")]
+use crate::adapter::{Carrier, Mount};
 use crate::adapter::{Protocol, Side};
 use crate::adapters::StreamOptions;
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
+#[cfg(all(feature = "adapter", feature = "websocket"))]
+use crate::adapters::ws::{WsConnectConfig, WsListenConfig};
 use crate::core::{
     Endpoint, LingerSetting, RemoteAddr, ResourceId, ResourceType, SendStatus, Transport,
     TransportConnect, TransportListen,
@@ -64,9 +68,13 @@ impl Controller {
                 Ok((endpoint, local))
             }
             #[cfg(feature = "websocket")]
-            TransportConnect::Ws => ws::connect(&self.shared, id, addr, Default::default(), sync),
+            TransportConnect::Ws => {
+                ws::connect(&self.shared, id, addr, Default::default(), sync, None)
+            }
             #[cfg(feature = "websocket")]
-            TransportConnect::WsWith(config) => ws::connect(&self.shared, id, addr, config, sync),
+            TransportConnect::WsWith(config) => {
+                ws::connect(&self.shared, id, addr, config, sync, None)
+            }
             #[cfg(feature = "tcp")]
             TransportConnect::Tcp(config) => {
                 self.connect_stream(id, transport, addr, config.options, Arc::new(Tcp), sync)
@@ -78,22 +86,27 @@ impl Controller {
             }
             #[cfg(feature = "adapter")]
             TransportConnect::Custom(transport, config) => {
-                let protocol = self.mounted(transport)?;
-                self.connect_stream(id, transport, addr, config.options, protocol, sync)
+                let Mount { protocol, carrier } = self.shared.mounted.get(transport)?;
+                match carrier {
+                    Carrier::Tcp => {
+                        self.connect_stream(id, transport, addr, config.options, protocol, sync)
+                    }
+                    #[cfg(feature = "websocket")]
+                    Carrier::WebSocket => {
+                        let config = WsConnectConfig::from_options(config.options);
+                        ws::connect(&self.shared, id, addr, config, sync, Some(protocol))
+                    }
+                    #[cfg(not(feature = "websocket"))]
+                    Carrier::WebSocket => Err(crate::adapter::no_websocket()),
+                }
             }
         }
     }
 
     #[cfg(feature = "adapter")]
     /// Mounts a transport of the application's: the next free id names it.
-    pub fn mount(&self, protocol: Protocol) -> io::Result<Transport> {
-        self.shared.mounted.mount(protocol)
-    }
-
-    #[cfg(feature = "adapter")]
-    /// The protocol of a mounted transport.
-    fn mounted(&self, transport: Transport) -> io::Result<Protocol> {
-        self.shared.mounted.get(transport)
+    pub fn mount(&self, mount: Mount) -> io::Result<Transport> {
+        self.shared.mounted.mount(mount.supported()?)
     }
 
     fn connect_stream(
@@ -171,10 +184,22 @@ impl Controller {
             }
             #[cfg(feature = "adapter")]
             TransportListen::Custom(transport, c) => {
-                let protocol = self.mounted(transport).map_err(|e| {
-                    io::Error::new(e.kind(), format!("{transport} listen on {addr}: {e}"))
-                })?;
-                self.listen_stream(id, addr, stream_accept(transport, c.options, protocol))
+                let Mount { protocol, carrier } =
+                    self.shared.mounted.get(transport).map_err(|e| {
+                        io::Error::new(e.kind(), format!("{transport} listen on {addr}: {e}"))
+                    })?;
+                let accept = match carrier {
+                    Carrier::Tcp => stream_accept(transport, c.options, protocol),
+                    #[cfg(feature = "websocket")]
+                    Carrier::WebSocket => {
+                        let config = WsListenConfig::from_options(c.options);
+                        let accept = ws_accept(transport, config).map_err(context)?;
+                        AcceptConfig { protocol: Some(protocol), ..accept }
+                    }
+                    #[cfg(not(feature = "websocket"))]
+                    Carrier::WebSocket => return Err(crate::adapter::no_websocket()),
+                };
+                self.listen_stream(id, addr, accept)
             }
             #[cfg(feature = "websocket")]
             TransportListen::Ws => {

@@ -3,8 +3,6 @@
 
 use super::{Cx, Deadline, READ_BUDGET, Resource, Shared, State};
 use crate::adapter::{Decoder, Frame, Io, Protocol, Side, Sink};
-#[cfg(feature = "websocket")]
-use crate::core::Transport;
 use crate::core::outbox::Outbox;
 use crate::core::{Endpoint, NetEvent, ResourceId, SendStatus};
 use mio::event::Event;
@@ -338,10 +336,14 @@ impl Listener {
         let transport = self.accept.transport;
         let id = cx.shared.ids.generate(transport.id(), crate::core::ResourceType::Remote);
         let endpoint = Endpoint::new(id, addr);
-        let resource = match transport {
+        // A `Ws` listener, or one of a mounted transport carried over WebSocket.
+        #[cfg(feature = "websocket")]
+        let over_ws = self.accept.ws.as_ref();
+        #[cfg(not(feature = "websocket"))]
+        let over_ws: Option<()> = None;
+        let resource = match over_ws {
             #[cfg(feature = "websocket")]
-            Transport::Ws => {
-                let Some(accept) = &self.accept.ws else { return };
+            Some(accept) => {
                 let Some(pending) = accept.admit() else {
                     // Logged before the socket closes (when `stream` drops, on return).
                     let max = accept.max_pending;
@@ -352,7 +354,10 @@ impl Listener {
                     );
                     return;
                 };
-                match super::ws::Connection::accepting(endpoint, self.id, stream, accept, pending) {
+                let carried = self.accept.protocol.as_ref();
+                match super::ws::Connection::accepting(
+                    endpoint, self.id, stream, accept, pending, carried,
+                ) {
                     Ok(connection) => Resource::Ws(Box::new(connection)),
                     Err(e) => {
                         log::warn!("listener {}: dropping connection from {addr}: {e}", self.id);
@@ -372,7 +377,7 @@ impl Listener {
                 ))
             }
         };
-        let is_ws = transport.is_ws();
+        let is_ws = over_ws.is_some();
         if let Err(e) = cx.shared.add(id, resource) {
             log::warn!("listener {}: dropping connection from {addr}: {e}", self.id);
             return;

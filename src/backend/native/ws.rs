@@ -13,6 +13,7 @@ pub(crate) use stream::WsStream;
 use super::read_ahead::WS_READ_BUFFER;
 use super::stream::{Waiters, lock};
 use super::{Cx, READ_BUDGET, Shared, State, connect_result, socket};
+use crate::adapter::{Carried, Decoder, Io, Protocol, Side, Sink};
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake, WsOptions};
 use crate::core::{Endpoint, NetEvent, ResourceId, SendStatus};
 use mio::event::Event;
@@ -83,6 +84,9 @@ pub(crate) struct Connection {
     handshake: Arc<Mutex<Option<WsHandshake>>>,
     /// The peer's Close frame, if it sent one.
     close: Mutex<Option<WsClose>>,
+    /// A mounted transport this connection carries (`Carrier::WebSocket`): its messages are
+    /// framed into, and decoded from, the WebSocket messages. Only the event thread decodes.
+    carried: Option<Carried<Mutex<Box<dyn Decoder>>>>,
     /// Server side, until the handshake ends: its place among the listener's pending ones.
     pending: Mutex<Option<PendingHandshake>>,
     /// A close the application asked for sent our end of stream.
@@ -114,6 +118,7 @@ impl Connection {
             text: AtomicBool::new(false),
             handshake: Arc::default(),
             close: Mutex::new(None),
+            carried: None,
             pending: Mutex::new(None),
             write_shut: AtomicBool::new(false),
             resolved: Mutex::new(None),
@@ -127,14 +132,22 @@ impl Connection {
         stream: TcpStream,
         accept: &Arc<Accept>,
         pending: PendingHandshake,
+        carried: Option<&Protocol>,
     ) -> io::Result<Self> {
         let stream = accept.stream(stream)?;
         let phase = Phase::Accepting(stream, accept.clone());
         let (options, limit) = (&accept.options, accept.send_queue_limit);
         let connection =
-            Self::new(endpoint, Some(listener), State::connecting(), phase, options, limit);
+            Self::new(endpoint, Some(listener), State::connecting(), phase, options, limit)
+                .carrying(carried, Side::Server);
         *lock(&connection.pending) = Some(pending);
         Ok(connection)
+    }
+
+    /// Makes the connection carry a mounted transport's messages, if `protocol` is given.
+    fn carrying(mut self, protocol: Option<&Protocol>, side: Side) -> Self {
+        self.carried = protocol.map(|p| Carried::new(p.clone(), side, Mutex::new));
+        self
     }
 
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
@@ -186,10 +199,23 @@ impl Connection {
     }
 
     pub fn send(&self, data: &[u8]) -> SendStatus {
+        if let Some(carried) = &self.carried {
+            return match carried.encode(data) {
+                Ok(payload) => self.send_message(payload.len(), || Message::Binary(payload.into())),
+                Err(e) => {
+                    log::debug!("{}: message of {} bytes refused: {e}", self.endpoint, data.len());
+                    SendStatus::MaxPacketSizeExceeded
+                }
+            };
+        }
         self.send_message(data.len(), || Message::Binary(Bytes::copy_from_slice(data)))
     }
 
+    /// A text frame; a carried transport's messages are always binary frames.
     pub fn send_text(&self, text: &str) -> SendStatus {
+        if self.carried.is_some() {
+            return self.send(text.as_bytes());
+        }
         self.send_message(text.len(), || Message::text(text))
     }
 
@@ -414,6 +440,16 @@ impl Connection {
                 message
             };
             match message {
+                Ok(Message::Binary(data)) if self.carried.is_some() => {
+                    if let Err(reason) = self.decode(&data, cx) {
+                        return self.disconnect(cx, &reason);
+                    }
+                }
+                Ok(Message::Text(text)) if self.carried.is_some() => {
+                    if let Err(reason) = self.decode(text.as_bytes(), cx) {
+                        return self.disconnect(cx, &reason);
+                    }
+                }
                 Ok(Message::Binary(data)) => {
                     self.text.store(false, Ordering::Release);
                     (cx.callback)(NetEvent::Message(self.endpoint, &data))
@@ -436,6 +472,15 @@ impl Connection {
             }
         }
         cx.again.push(self.endpoint.resource_id());
+    }
+
+    /// Hands a WebSocket message's payload to the carried transport's decoder; an error is
+    /// the reason to end the connection.
+    fn decode(&self, payload: &[u8], cx: &mut Cx<'_>) -> Result<(), String> {
+        let Some(carried) = &self.carried else { return Ok(()) };
+        let mut sink = Deliver { connection: self, callback: &mut *cx.callback };
+        let result = lock(&carried.decoder).decode(payload, &mut Io::new(&mut sink));
+        result.map_err(|e| e.to_string())
     }
 
     fn disconnect(&self, cx: &mut Cx<'_>, reason: &str) {
@@ -538,5 +583,24 @@ impl Connection {
                 None => cx.fail_connect(&self.state, self.endpoint, "connect timed out"),
             }
         }
+    }
+}
+
+/// What a carried transport's decoder delivers to: the application's callback, while the
+/// connection is open.
+struct Deliver<'c> {
+    connection: &'c Connection,
+    callback: &'c mut dyn FnMut(NetEvent<'_>),
+}
+
+impl Sink for Deliver<'_> {
+    fn deliver(&mut self, message: &[u8]) {
+        if !self.connection.state.is_closed() {
+            (self.callback)(NetEvent::Message(self.connection.endpoint, message))
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        !self.connection.state.is_closed()
     }
 }

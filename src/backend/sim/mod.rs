@@ -164,7 +164,7 @@ impl Controller {
             }
             #[cfg(feature = "adapter")]
             TransportConnect::Custom(transport, ref c) => {
-                protocol = Some(self.mounted.get(transport)?);
+                protocol = Some(self.mounted.get(transport)?.protocol);
                 (c.options.connect_timeout, usize::MAX, c.options.send_queue_limit)
             }
         };
@@ -223,7 +223,7 @@ impl Controller {
             TransportListen::Ws => crate::adapters::DEFAULT_SEND_QUEUE_LIMIT,
             #[cfg(feature = "adapter")]
             TransportListen::Custom(transport, ref c) => {
-                protocol = Some(self.mounted.get(transport)?);
+                protocol = Some(self.mounted.get(transport)?.protocol);
                 c.options.send_queue_limit
             }
         };
@@ -236,9 +236,10 @@ impl Controller {
     }
 
     #[cfg(feature = "adapter")]
-    /// Mounts a transport of the application's on this node's network, as natively.
-    pub fn mount(&self, protocol: Protocol) -> io::Result<crate::core::Transport> {
-        self.mounted.mount(protocol)
+    /// Mounts a transport of the application's on this node's network, as natively. The
+    /// world carries its bytes on its stream connections, whatever the carrier.
+    pub fn mount(&self, mount: crate::adapter::Mount) -> io::Result<crate::core::Transport> {
+        self.mounted.mount(mount.supported()?)
     }
 
     pub fn send(&self, endpoint: Endpoint, data: &[u8]) -> SendStatus {

@@ -1,9 +1,10 @@
 //! A client connect: the URL's target, the name lookup off the caller's thread, and the blocking
-//! handshake of `connect_sync`.
+//! handshake of `connect_sync`. The same for a mounted transport carried over WebSocket.
 
 use super::super::stream::lock;
 use super::super::{Deadline, Resource, Shared, State, resolve, socket};
 use super::{ClientStart, Connection, Phase, WsStream, client_handshake, ws_config};
+use crate::adapter::{Protocol, Side};
 use crate::adapters::StreamOptions;
 use crate::adapters::ws::{DEFAULT_PATH, WsConnectConfig, WsHandshake};
 use crate::core::{Endpoint, RemoteAddr, ResourceId};
@@ -147,6 +148,7 @@ pub(crate) fn connect(
     addr: RemoteAddr,
     config: WsConnectConfig,
     sync: bool,
+    carried: Option<Protocol>,
 ) -> io::Result<(Endpoint, SocketAddr)> {
     let path = config.path.as_deref().unwrap_or(DEFAULT_PATH);
     let target = target(addr, path)?;
@@ -169,6 +171,7 @@ pub(crate) fn connect(
     let endpoint = Endpoint::new(id, target.peer.endpoint_addr());
     let new = |state, phase| {
         Connection::new(endpoint, None, state, phase, &config.ws, options.send_queue_limit)
+            .carrying(carried.as_ref(), Side::Client)
     };
     let (connection, local) = if sync {
         let peer = target.peer.resolve()?;
