@@ -10,6 +10,7 @@
 use crate::core::clock::{Clock, Time};
 use crate::core::timers::TimerQueue;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub(crate) fn split_with_clock<E>(clock: Clock) -> (EventSender<E>, EventReceive
             timers: TimerQueue::default(),
         }),
         ready: Condvar::new(),
+        queued: AtomicBool::new(false),
         clock,
         waker: OnceLock::new(),
         pump: Mutex::new(None),
@@ -71,6 +73,10 @@ pub(crate) type Pump<E> = Box<dyn FnMut(Duration) -> Option<Vec<E>> + Send>;
 struct Queue<E> {
     state: Mutex<State<E>>,
     ready: Condvar,
+    /// False only when `state` is known empty (no event, no timer): the node's loop asks
+    /// every turn, and most turns find nothing, so they skip the lock. Set under the lock by
+    /// every insertion, cleared under it by a look that finds nothing.
+    queued: AtomicBool,
     clock: Clock,
     waker: OnceLock<Waker>,
     pump: Mutex<Option<Pump<E>>>,
@@ -80,6 +86,18 @@ impl<E> Queue<E> {
     fn lock(&self) -> MutexGuard<'_, State<E>> {
         // A panic in another thread while holding the lock leaves the queue consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the lock after an insertion: marks the queue non-empty.
+    fn lock_to_insert(&self) -> MutexGuard<'_, State<E>> {
+        let state = self.lock();
+        self.queued.store(true, Ordering::Release);
+        state
+    }
+
+    /// Whether the queue may hold something (see `queued`).
+    fn may_hold(&self) -> bool {
+        self.queued.load(Ordering::Acquire)
     }
 
     fn notify(&self) {
@@ -104,20 +122,20 @@ impl<E> Clone for EventSender<E> {
 impl<E> EventSender<E> {
     /// Queues `event` behind the events already ready.
     pub fn send(&self, event: E) {
-        self.queue.lock().normal.push_back(event);
+        self.queue.lock_to_insert().normal.push_back(event);
         self.queue.notify();
     }
 
     /// Queues `event` ahead of every non-priority event.
     pub fn send_with_priority(&self, event: E) {
-        self.queue.lock().priority.push_back(event);
+        self.queue.lock_to_insert().priority.push_back(event);
         self.queue.notify();
     }
 
     /// Delivers `event` after `delay`. Returns an id to cancel it.
     pub fn send_with_timer(&self, event: E, delay: Duration) -> TimerId {
         let deadline = self.queue.clock.now().after(delay);
-        let id = self.queue.lock().timers.insert(deadline, event);
+        let id = self.queue.lock_to_insert().timers.insert(deadline, event);
         self.queue.notify();
         TimerId(id)
     }
@@ -209,7 +227,7 @@ impl<E> EventReceiver<E> {
                     return None;
                 }
                 let events = pump(now.until(give_up))?;
-                queue.lock().normal.extend(events);
+                queue.lock_to_insert().normal.extend(events);
             }
         }
         let mut state = queue.lock();
@@ -251,17 +269,26 @@ impl<E> EventReceiver<E> {
     /// nothing is queued.
     pub(crate) fn time_to_next(&self) -> Option<Duration> {
         let queue = self.queue();
+        if !queue.may_hold() {
+            return None;
+        }
         let state = queue.lock();
         if !state.priority.is_empty() || !state.normal.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = state.timers.next_deadline()?;
+        let Some(next) = state.timers.next_deadline() else {
+            queue.queued.store(false, Ordering::Release);
+            return None;
+        };
         Some(queue.clock.now().until(next))
     }
 
     /// How many events are ready now, due timers included.
     pub(crate) fn ready_len(&self) -> usize {
         let queue = self.queue();
+        if !queue.may_hold() {
+            return 0;
+        }
         let mut state = queue.lock();
         // The clock is read only when a timer is pending: a system call on some hosts.
         if state.timers.next_deadline().is_some() {
@@ -269,6 +296,8 @@ impl<E> EventReceiver<E> {
             while let Some((_, event)) = state.timers.pop_due(now) {
                 state.normal.push_back(event);
             }
+        } else if state.priority.is_empty() && state.normal.is_empty() {
+            queue.queued.store(false, Ordering::Release);
         }
         state.priority.len() + state.normal.len()
     }

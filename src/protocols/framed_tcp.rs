@@ -5,6 +5,7 @@ use crate::adapter::{Decoder, Frame, Io, ProtocolError, SendError, Side, StreamP
 use crate::core::framing::FrameDecoder;
 
 /// LEB128 length-prefixed messages, none longer than `max_frame_size`.
+#[derive(Clone, Copy)]
 pub(crate) struct FramedTcp {
     pub max_frame_size: usize,
 }
@@ -39,10 +40,22 @@ impl StreamProtocol for FramedTcp {
     }
 }
 
+impl Frames {
+    /// [`Decoder::decode`] with the delivery known to the compiler (see `protocols::Framing`).
+    #[inline]
+    pub fn decode_into(
+        &mut self,
+        input: &[u8],
+        deliver: impl FnMut(&[u8]),
+    ) -> Result<(), ProtocolError> {
+        self.0.decode(input, deliver).map_err(ProtocolError::new)
+    }
+}
+
 impl Decoder for Frames {
     #[inline]
     fn decode(&mut self, input: &[u8], io: &mut Io<'_>) -> Result<(), ProtocolError> {
-        self.0.decode(input, |frame| io.deliver(frame)).map_err(ProtocolError::new)
+        self.decode_into(input, |frame| io.deliver(frame))
     }
 }
 

@@ -7,9 +7,9 @@ use super::udp;
 use super::{AcceptConfig, Deadline, Resource, Shared, State, resolve};
 #[cfg(feature = "websocket")]
 use super::{ws, ws_accept};
+use crate::adapter::Side;
 #[cfg(feature = "adapter")]
 use crate::adapter::{Carrier, Mount};
-use crate::adapter::{Protocol, Side};
 use crate::adapters::StreamOptions;
 use crate::adapters::ws::{MessageKind, WsClose, WsHandshake};
 #[cfg(all(feature = "adapter", feature = "websocket"))]
@@ -19,7 +19,8 @@ use crate::core::{
     TransportConnect, TransportListen,
 };
 #[cfg(feature = "tcp")]
-use crate::protocols::{FramedTcp, Tcp};
+use crate::protocols::FramedTcp;
+use crate::protocols::Framing;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// How a `Tcp`, `FramedTcp` or mounted listener accepts.
-fn stream_accept(transport: Transport, options: StreamOptions, protocol: Protocol) -> AcceptConfig {
+fn stream_accept(transport: Transport, options: StreamOptions, protocol: Framing) -> AcceptConfig {
     AcceptConfig {
         transport,
         options,
@@ -77,11 +78,12 @@ impl Controller {
             }
             #[cfg(feature = "tcp")]
             TransportConnect::Tcp(config) => {
-                self.connect_stream(id, transport, addr, config.options, Arc::new(Tcp), sync)
+                self.connect_stream(id, transport, addr, config.options, Framing::Tcp, sync)
             }
             #[cfg(feature = "tcp")]
             TransportConnect::FramedTcp(config) => {
-                let protocol = Arc::new(FramedTcp { max_frame_size: config.max_frame_size });
+                let protocol =
+                    Framing::FramedTcp(FramedTcp { max_frame_size: config.max_frame_size });
                 self.connect_stream(id, transport, addr, config.options, protocol, sync)
             }
             #[cfg(feature = "adapter")]
@@ -89,7 +91,8 @@ impl Controller {
                 let Mount { protocol, carrier } = self.shared.mounted.get(transport)?;
                 match carrier {
                     Carrier::Tcp => {
-                        self.connect_stream(id, transport, addr, config.options, protocol, sync)
+                        let framing = Framing::Mounted(protocol);
+                        self.connect_stream(id, transport, addr, config.options, framing, sync)
                     }
                     #[cfg(feature = "websocket")]
                     Carrier::WebSocket => {
@@ -115,7 +118,7 @@ impl Controller {
         transport: Transport,
         addr: RemoteAddr,
         options: StreamOptions,
-        protocol: Protocol,
+        protocol: Framing,
         sync: bool,
     ) -> io::Result<(Endpoint, SocketAddr)> {
         let peer = resolve(&addr)?;
@@ -175,11 +178,11 @@ impl Controller {
             }
             #[cfg(feature = "tcp")]
             TransportListen::Tcp(c) => {
-                self.listen_stream(id, addr, stream_accept(transport, c.options, Arc::new(Tcp)))
+                self.listen_stream(id, addr, stream_accept(transport, c.options, Framing::Tcp))
             }
             #[cfg(feature = "tcp")]
             TransportListen::FramedTcp(c) => {
-                let protocol = Arc::new(FramedTcp { max_frame_size: c.max_frame_size });
+                let protocol = Framing::FramedTcp(FramedTcp { max_frame_size: c.max_frame_size });
                 self.listen_stream(id, addr, stream_accept(transport, c.options, protocol))
             }
             #[cfg(feature = "adapter")]
@@ -189,12 +192,12 @@ impl Controller {
                         io::Error::new(e.kind(), format!("{transport} listen on {addr}: {e}"))
                     })?;
                 let accept = match carrier {
-                    Carrier::Tcp => stream_accept(transport, c.options, protocol),
+                    Carrier::Tcp => stream_accept(transport, c.options, Framing::Mounted(protocol)),
                     #[cfg(feature = "websocket")]
                     Carrier::WebSocket => {
                         let config = WsListenConfig::from_options(c.options);
                         let accept = ws_accept(transport, config).map_err(context)?;
-                        AcceptConfig { protocol: Some(protocol), ..accept }
+                        AcceptConfig { protocol: Some(Framing::Mounted(protocol)), ..accept }
                     }
                     #[cfg(not(feature = "websocket"))]
                     Carrier::WebSocket => return Err(crate::adapter::no_websocket()),

@@ -23,7 +23,6 @@ mod udp;
 #[cfg(feature = "websocket")]
 mod ws;
 
-use crate::adapter::Protocol;
 use crate::adapters::StreamOptions;
 use crate::adapters::ws::WsClose;
 #[cfg(feature = "websocket")]
@@ -33,6 +32,7 @@ use crate::core::resource_id::ResourceIdGenerator;
 use crate::core::{
     Endpoint, LingerSetting, NetEvent, RemoteAddr, ResourceId, SendStatus, Transport,
 };
+use crate::protocols::Framing;
 use mio::event::Event;
 use mio::{Interest, Poll, Registry, Token, Waker};
 use rustc_hash::FxHashMap;
@@ -82,7 +82,7 @@ pub(crate) struct AcceptConfig {
     pub transport: Transport,
     pub options: StreamOptions,
     /// For `Tcp`, `FramedTcp` and mounted transports: what frames accepted connections.
-    pub protocol: Option<Protocol>,
+    pub protocol: Option<Framing>,
     /// For `Ws` listeners: the WebSocket options (and TLS) of accepted connections.
     #[cfg(feature = "websocket")]
     pub ws: Option<Arc<ws::Accept>>,

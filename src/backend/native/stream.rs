@@ -2,9 +2,10 @@
 //! protocol plugged in), and the listener shared with `Ws`.
 
 use super::{Cx, Deadline, READ_BUDGET, Resource, Shared, State};
-use crate::adapter::{Decoder, Frame, Io, Protocol, Side, Sink};
+use crate::adapter::{Frame, Side, Sink};
 use crate::core::outbox::Outbox;
 use crate::core::{Endpoint, NetEvent, ResourceId, SendStatus};
+use crate::protocols::{Decoding, Framing};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use std::io::{self, IoSlice, Read, Write};
@@ -22,9 +23,9 @@ pub(crate) struct Connection {
     pub endpoint: Endpoint,
     pub stream: TcpStream,
     pub state: State,
-    protocol: Protocol,
+    protocol: Framing,
     /// Only the event thread decodes; the lock is never contended.
-    decoder: Mutex<Box<dyn Decoder>>,
+    decoder: Mutex<Decoding>,
     pub out: Mutex<Outbox>,
     pub on_drained: Waiters,
     /// Why a write failed, if one did: reading may then just see the end of the stream (the
@@ -58,7 +59,7 @@ impl Connection {
         endpoint: Endpoint,
         stream: TcpStream,
         state: State,
-        protocol: Protocol,
+        protocol: Framing,
         side: Side,
         send_queue_limit: usize,
     ) -> Self {
@@ -221,7 +222,7 @@ impl Connection {
                     let emptied = short_read_ends && n < input.len();
                     let data = &input[..n];
                     let mut sink = Deliver { connection: self, callback: &mut **callback };
-                    let result = lock(&self.decoder).decode(data, &mut Io::new(&mut sink));
+                    let result = lock(&self.decoder).decode(data, &mut sink);
                     if let Err(e) = result {
                         return self.disconnect(shared, callback, &e.to_string());
                     }
@@ -354,7 +355,7 @@ impl Listener {
                     );
                     return;
                 };
-                let carried = self.accept.protocol.as_ref();
+                let carried = self.accept.protocol.as_ref().and_then(Framing::mounted);
                 match super::ws::Connection::accepting(
                     endpoint, self.id, stream, accept, pending, carried,
                 ) {
