@@ -7,7 +7,9 @@ mod lines;
 mod util;
 
 use lines::{LineDecoder, Lines};
-use portnet::adapter::{Decoder, Frame, Io, ProtocolError, SendError, Side, StreamProtocol};
+use portnet::adapter::{
+    Carrier, Decoder, Frame, Io, ProtocolError, SendError, Side, StreamProtocol,
+};
 use portnet::network::{Endpoint, NetEvent, SendStatus};
 use portnet::node::{self, NodeEvent, NodeHandler, NodeListener};
 use portnet::sim::{Link, World};
@@ -114,8 +116,18 @@ fn listen_at(backend: Backend) -> &'static str {
 
 /// A line server: mounts `protocol`, echoes every line, records what it got per connection.
 fn line_server(protocol: Lines, listen: &'static str, report: Shared) -> impl AppFn {
+    line_server_over(protocol, Carrier::Tcp, listen, report)
+}
+
+/// [`line_server`] with the protocol on `carrier`.
+fn line_server_over(
+    protocol: Lines,
+    carrier: Carrier,
+    listen: &'static str,
+    report: Shared,
+) -> impl AppFn {
     move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
-        let lines = handler.network().mount(protocol).expect("mount");
+        let lines = handler.network().mount_with(protocol, carrier).expect("mount");
         let (_, addr) = handler.network().listen(lines, listen).expect("listen");
         report.update(|r| r.server_addr = Some(addr.to_string()));
         let mut order: Vec<Endpoint> = Vec::new();
@@ -149,9 +161,14 @@ const PER_BATCH: usize = 10;
 
 /// Sends [`BATCHES`] batches of lines, one batch every 10 ms, and waits for every echo.
 fn echo_client(target: Arc<Mutex<String>>, report: Shared) -> impl AppFn {
+    echo_client_over(Carrier::Tcp, target, report)
+}
+
+/// [`echo_client`] with the protocol on `carrier`.
+fn echo_client_over(carrier: Carrier, target: Arc<Mutex<String>>, report: Shared) -> impl AppFn {
     move |handler: NodeHandler<u32>, listener: NodeListener<u32>| {
         let target = target.lock().unwrap().clone();
-        let lines = handler.network().mount(Lines::default()).expect("mount");
+        let lines = handler.network().mount_with(Lines::default(), carrier).expect("mount");
         let (server, _) = handler.network().connect(lines, target.as_str()).expect("connect");
         handler.signals().send_with_timer(GIVE_UP, Duration::from_secs(20));
         let (mut sent, mut echoed) = (0, 0);
@@ -189,10 +206,15 @@ fn echo_client(target: Arc<Mutex<String>>, report: Shared) -> impl AppFn {
 
 /// The scenario: every line arrives at the server and back, in order, each exactly once.
 fn echo_in_order(backend: Backend) -> Vec<String> {
+    echo_in_order_over(backend, Carrier::Tcp)
+}
+
+/// [`echo_in_order`] with the protocol on `carrier`.
+fn echo_in_order_over(backend: Backend, carrier: Carrier) -> Vec<String> {
     let report = Shared::default();
     let target = Arc::new(Mutex::new(String::new()));
-    let server = line_server(Lines::default(), listen_at(backend), report.clone());
-    let client = echo_client(target.clone(), report.clone());
+    let server = line_server_over(Lines::default(), carrier, listen_at(backend), report.clone());
+    let client = echo_client_over(carrier, target.clone(), report.clone());
     let trace = run(backend, server, client, &report, &target);
     let report = report.take();
     assert!(report.done, "{backend:?}: the client never got every echo: {report:?}");
@@ -207,6 +229,17 @@ fn echo_in_order(backend: Backend) -> Vec<String> {
 #[test]
 fn lines_arrive_whole_in_order_once_natively() {
     echo_in_order(Backend::Native);
+}
+
+/// The same body with the protocol carried over WebSocket: natively a tungstenite connection,
+/// in a world the same byte stream as over TCP (also under loss and a partition).
+#[test]
+fn lines_over_websocket_arrive_whole_in_order_once_natively_and_in_a_world() {
+    echo_in_order_over(Backend::Native, Carrier::WebSocket);
+    for seed in 1..=3 {
+        echo_in_order_over(Backend::Sim(seed), Carrier::WebSocket);
+        echo_in_order_over(Backend::SimFaulty(seed), Carrier::WebSocket);
+    }
 }
 
 #[test]
