@@ -1,6 +1,12 @@
 //! Helpers shared by the integration tests: a watchdog, loopback addresses and small nodes.
 #![allow(dead_code)]
 
+// The hostile peers' server and client (tests/hostile_peers.rs, tests/hostile_ws.rs).
+#[cfg(target_os = "linux")]
+pub mod hostile;
+// The simulator tests' applications (tests/sim_world.rs, tests/sim_faults.rs, tests/sim_links.rs).
+#[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
+pub mod sim;
 #[cfg(not(all(target_family = "wasm", target_os = "unknown")))]
 pub mod ws;
 

@@ -3,7 +3,8 @@
 //! portnet), summarised per function from `callgrind_annotate`, set-up cancelled out by
 //! subtracting a shorter run.
 
-use crate::{fmt, say, subject, target_dir};
+use crate::markdown::fmt;
+use crate::{say, subject, target_dir};
 use portnet_perf_report::{Kind, Lib};
 use std::collections::HashMap;
 use std::fmt::Write as _;
