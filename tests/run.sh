@@ -47,7 +47,10 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps --features adapter
 step "tests (the whole workspace)"
 # --show-output prints what passing tests wrote, so that their SKIPPED lines are counted below.
 mkdir -p target
-cargo test --locked --workspace --no-fail-fast --features portnet/adapter -- --show-output 2>&1 | tee target/test-output.log
+# A hung test fails the step after 40 minutes (with the log so far), not CI's whole budget.
+timeout -k 30s 40m \
+    cargo test --locked --workspace --no-fail-fast --features portnet/adapter -- --show-output 2>&1 |
+    tee target/test-output.log
 
 step "message-io conformance: its own tests, benches and examples on portnet, and a control run"
 bash tests/conformance/run.sh 2>&1 | tee target/conformance-output.log

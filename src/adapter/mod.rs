@@ -372,15 +372,24 @@ impl<D> Carried<D> {
 
     /// The carrier message that holds `message`'s frame.
     pub fn encode(&self, message: &[u8]) -> Result<Vec<u8>, SendError> {
-        let mut frame = Frame::new();
-        self.protocol.encode(message, &mut frame)?;
-        let (header, trailer) = (frame.header(), frame.trailer());
-        let mut payload = Vec::with_capacity(header.len() + message.len() + trailer.len());
-        payload.extend_from_slice(header);
-        payload.extend_from_slice(message);
-        payload.extend_from_slice(trailer);
-        Ok(payload)
+        framed(&*self.protocol, message)
     }
+}
+
+/// `message` framed by `protocol` (header, message, trailer) in one buffer: for carriers that
+/// take whole buffers (WebSocket messages, the simulator's segments).
+pub(crate) fn framed(
+    protocol: &dyn ErasedStreamProtocol,
+    message: &[u8],
+) -> Result<Vec<u8>, SendError> {
+    let mut frame = Frame::new();
+    protocol.encode(message, &mut frame)?;
+    let (header, trailer) = (frame.header(), frame.trailer());
+    let mut bytes = Vec::with_capacity(header.len() + message.len() + trailer.len());
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(message);
+    bytes.extend_from_slice(trailer);
+    Ok(bytes)
 }
 
 /// A mounted transport: its protocol and what carries it.

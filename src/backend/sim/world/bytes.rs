@@ -83,17 +83,13 @@ impl Core {
         let Some(protocol) = c.carrier.as_ref().and_then(|k| k.protocols[side].as_ref()) else {
             return Ok(None);
         };
-        let mut frame = crate::adapter::Frame::new();
-        if let Err(e) = protocol.encode(data, &mut frame) {
-            log::debug!("{}: message of {} bytes refused: {e}", c.transport, data.len());
-            return Err(SendStatus::MaxPacketSizeExceeded);
+        match crate::adapter::framed(&**protocol, data) {
+            Ok(framed) => Ok(Some(framed)),
+            Err(e) => {
+                log::debug!("{}: message of {} bytes refused: {e}", c.transport, data.len());
+                Err(SendStatus::MaxPacketSizeExceeded)
+            }
         }
-        let (header, trailer) = (frame.header(), frame.trailer());
-        let mut framed = Vec::with_capacity(header.len() + data.len() + trailer.len());
-        framed.extend_from_slice(header);
-        framed.extend_from_slice(data);
-        framed.extend_from_slice(trailer);
-        Ok(Some(framed))
     }
 
     /// Cuts a mounted transport's framed bytes into segments of seeded sizes: a quarter of the
