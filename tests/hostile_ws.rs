@@ -139,7 +139,7 @@ fn ws_slowloris_handshakes_are_dropped() {
     for (kind, addr, _, _) in &attackers {
         let reused = fresh_clients.iter().filter(|fresh| *fresh == addr).count();
         assert_eq!(
-            server.accepted_from(*addr),
+            server.ws_accepted_from(*addr),
             reused,
             "{kind:?} attacker {addr} was reported to the app ({reused} later clients had its port)"
         );

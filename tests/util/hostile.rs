@@ -259,14 +259,17 @@ impl Server {
     /// [`Server::accepted`] (attackers whose handshake never completed must not be reported;
     /// earlier connections from the same port were taken).
     pub fn reported(&mut self, addr: SocketAddr) -> bool {
-        self.accepted_from(addr) > 0
+        self.ws_accepted_from(addr) > 0
     }
 
-    /// How many connections from `addr` the server accepted: more than one when the kernel gave
-    /// a closed connection's port to a new one.
-    pub fn accepted_from(&mut self, addr: SocketAddr) -> usize {
+    /// How many `Ws` connections from `addr` the server accepted: more than one when the kernel
+    /// gave a closed connection's port to a new one. Only `Ws` ones: Linux also gives a port in
+    /// use to a connection towards another destination (the good client's `FramedTcp`
+    /// connection may share an attacker's port).
+    pub fn ws_accepted_from(&mut self, addr: SocketAddr) -> usize {
         self.collect();
-        self.history.iter().filter(|s| matches!(s, Seen::Accepted(e) if e.addr() == addr)).count()
+        let from = |e: &Endpoint| e.addr() == addr && e.transport() == Transport::Ws;
+        self.history.iter().filter(|s| matches!(s, Seen::Accepted(e) if from(e))).count()
     }
 
     pub fn messages_from(&mut self, endpoint: Endpoint) -> usize {
