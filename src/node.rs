@@ -322,7 +322,12 @@ impl<S> NodeListener<S> {
                 // A signal sent while the poll waited may have been sent before what caused
                 // these events (a signal, then a connect): it goes first, as in a world.
                 first = false;
-                delivered += deliver_ready_signals(handler, signals, &mut observer, callback);
+                let signalled = deliver_ready_signals(handler, signals, &mut observer, callback);
+                delivered += signalled;
+                // Those signals' handlers may have removed this event's resource.
+                if signalled > 0 && handler.network().was_removed(event_resource(&event)) {
+                    return;
+                }
             }
             if handler.is_running() {
                 delivered += 1;
@@ -428,6 +433,16 @@ impl<S> NodeListener<S> {
     /// Also makes `message_kind`/`ws_close` describe the event handed out.
     fn pop_pending(&mut self) -> Option<StoredNodeEvent<S>> {
         pop_gathered(&self.handler, &mut self.pending)
+    }
+}
+
+/// The resource a network event is about.
+fn event_resource(event: &NetEvent<'_>) -> network::ResourceId {
+    match event {
+        NetEvent::Connected(e, _)
+        | NetEvent::Accepted(e, _)
+        | NetEvent::Message(e, _)
+        | NetEvent::Disconnected(e) => e.resource_id(),
     }
 }
 
