@@ -324,8 +324,10 @@ impl<S> NodeListener<S> {
                 first = false;
                 let signalled = deliver_ready_signals(handler, signals, &mut observer, callback);
                 delivered += signalled;
-                // Those signals' handlers may have removed this event's resource.
-                if signalled > 0 && handler.network().was_removed(event_resource(&event)) {
+                // Those signals' handlers may have removed this event's resource (or the
+                // listener of an `Accepted`).
+                let removed = |id| handler.network().was_removed(id);
+                if signalled > 0 && event_resources(&event).into_iter().flatten().any(removed) {
                     return;
                 }
             }
@@ -436,13 +438,13 @@ impl<S> NodeListener<S> {
     }
 }
 
-/// The resource a network event is about.
-fn event_resource(event: &NetEvent<'_>) -> network::ResourceId {
+/// The resources a network event is about: its endpoint's, and an `Accepted`'s listener.
+fn event_resources(event: &NetEvent<'_>) -> [Option<network::ResourceId>; 2] {
     match event {
-        NetEvent::Connected(e, _)
-        | NetEvent::Accepted(e, _)
-        | NetEvent::Message(e, _)
-        | NetEvent::Disconnected(e) => e.resource_id(),
+        NetEvent::Accepted(e, listener) => [Some(e.resource_id()), Some(*listener)],
+        NetEvent::Connected(e, _) | NetEvent::Message(e, _) | NetEvent::Disconnected(e) => {
+            [Some(e.resource_id()), None]
+        }
     }
 }
 
